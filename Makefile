@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make run` (the main job) and `make test` (the whole suite).
+# Both create .venv and install everything they need. Override the PyTorch build with
+#   make run TORCH_SPEC="torch==2.5.1"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+RUN_ARGS ?=
+
+.PHONY: run test lint bench clean venv dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+run: $(VENV)/.installed
+	$(BIN)/mnistlab run raw/final $(RUN_ARGS)
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,0 +1,145 @@
+"""Core commands: run, resume, presets, data, runs, summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import add_experiment_args, add_io_args, command, console, experiment_from_args
+
+
+def _print_result(result) -> None:
+    from rich.table import Table
+
+    m = result.metrics
+    table = Table(title=f"{result.run_dir.name}", show_header=False)
+    for label, value in (
+        ("test loss", f"{m['test_loss']:.4f}"),
+        ("test accuracy", f"{m['test_accuracy']:.4f}"),
+        ("macro F1", f"{m['f1_macro']:.4f}"),
+        ("micro F1 (= accuracy)", f"{m['f1_micro']:.4f}"),
+        ("parameters", f"{m['params']:,}"),
+        ("epochs", str(m["epochs"])),
+        ("best epoch (lowest val loss)", str(m["best_epoch"])),
+        ("train time", f"{m['train_seconds']:.1f} s ({m['seconds_per_epoch']:.2f} s/epoch)"),
+        ("most confused", ", ".join(f"{p['true_name']}->{p['predicted_name']} ({p['count']})"
+                                    for p in m["confused_pairs"][:3])),
+    ):
+        table.add_row(label, value)
+    console().print(table)
+    print(result.run_dir)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    add_experiment_args(p)
+    add_io_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+@command("run", "train an experiment into a new run directory", _run_args)
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..pipeline import run_experiment
+    from ..progress import RichReporter
+
+    exp = experiment_from_args(args)
+    reporter = None if args.quiet else RichReporter()
+    result = run_experiment(exp, args.runs_dir, args.data_dir, reporter)
+    _print_result(result)
+    return 0
+
+
+def _resume_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run directory")
+    add_io_args(p)
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+@command("resume", "continue an interrupted run from its last checkpoint", _resume_args)
+def cmd_resume(args: argparse.Namespace) -> int:
+    from ..pipeline import resume_run
+    from ..progress import RichReporter
+
+    result = resume_run(args.run, args.data_dir, None if args.quiet else RichReporter())
+    _print_result(result)
+    return 0
+
+
+def _presets_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'raw/*'")
+
+
+@command("presets", "list the shipped presets", _presets_args)
+def cmd_presets(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..config import load_experiment
+    from ..presets import preset_names
+
+    table = Table(title="presets")
+    for col in ("name", "features", "model", "batch", "epochs", "validation"):
+        table.add_column(col, no_wrap=True)
+    for name in preset_names(args.pattern):
+        exp = load_experiment(name)
+        f, m, t = exp.features, exp.model, exp.training
+        feats = "raw" if f.kind == "raw" else f"hog p={f.pixels_per_cell} o={f.orientations}"
+        model = f"{m.kind} {'-'.join(map(str, m.hidden))} {m.activation} drop {m.dropout:g}"
+        table.add_row(name, feats, model, str(t.batch_size), str(t.epochs),
+                      str(exp.data.validation))
+    console().print(table)
+    return 0
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
+    p.add_argument("--no-verify", action="store_true", help="only locate, do not checksum")
+
+
+@command("data", "show which datasets are available, where, and whether they verify", _data_args)
+def cmd_data(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..data import dataset_status
+
+    table = Table(title="datasets")
+    for col in ("dataset", "location", "verified", "detail"):
+        table.add_column(col)
+    rows = dataset_status(args.data_dir, verify=not args.no_verify)
+    for r in rows:
+        verified = "yes" if r["verified"] else ("not checked" if args.no_verify else "no")
+        table.add_row(r["dataset"], r["location"] or "-", verified, r["detail"])
+    console().print(table)
+    return 0
+
+
+@command("runs", "list run directories with status, key config and accuracy",
+         lambda p: add_io_args(p, data=False))
+def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..runs import list_runs, runs_root
+
+    table = Table(title=str(runs_root(args.runs_dir)))
+    for col in ("run", "status", "dataset", "model", "epochs", "test acc", "problems"):
+        table.add_column(col)
+    for info in list_runs(runs_root(args.runs_dir)):
+        cfg = info.config or {}
+        model = cfg.get("model", {})
+        desc = f"{model.get('kind', '?')} {model.get('hidden', '')} {model.get('activation', '')}"
+        acc = f"{info.metrics['test_accuracy']:.4f}" if info.metrics else "-"
+        epochs = str(len(info.history["loss"])) if info.history and "loss" in info.history else "-"
+        table.add_row(info.name, info.status, cfg.get("data", {}).get("dataset", "?"), desc,
+                      epochs, acc, "; ".join(info.problems))
+    console().print(table)
+    return 0
+
+
+@command("summary", "print a model's layers and how its parameter count is obtained",
+         add_experiment_args)
+def cmd_summary(args: argparse.Namespace) -> int:
+    from ..datasets import get_dataset
+    from ..features import feature_shape
+    from ..models import summary_text
+
+    exp = experiment_from_args(args)
+    n_classes = len(get_dataset(exp.data.dataset).class_names)
+    print(summary_text(exp.model, feature_shape(exp.features), n_classes, exp.output.name), end="")
+    return 0

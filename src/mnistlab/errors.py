@@ -1,0 +1,42 @@
+"""One error family, so the CLI can turn any expected failure into one line and an exit code."""
+
+from __future__ import annotations
+
+__all__ = [
+    "MnistlabError",
+    "ConfigError",
+    "DataError",
+    "RunError",
+    "TrainingError",
+    "EXIT_USAGE",
+    "EXIT_RUNTIME",
+    "EXIT_INTERRUPTED",
+]
+
+EXIT_USAGE = 2  # bad config, bad data, bad arguments: nothing was started
+EXIT_RUNTIME = 1  # something failed while working
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
+
+
+class MnistlabError(Exception):
+    """Base of every error mnistlab raises on purpose; `exit_code` is what the CLI returns."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(MnistlabError, ValueError):
+    """An experiment file, preset, override or argument is invalid (caught before any work)."""
+
+
+class DataError(MnistlabError):
+    """A dataset is missing, corrupt, or cannot be fetched."""
+
+
+class RunError(MnistlabError):
+    """A run directory cannot be created, read or written."""
+
+
+class TrainingError(MnistlabError):
+    """Training failed at run time (e.g. the loss became NaN)."""
+
+    exit_code = EXIT_RUNTIME

@@ -1,0 +1,114 @@
+"""Features a model sees: raw pixels in [0, 1], or HOG (scikit-image semantics), cached on disk.
+
+HOG for 70,000 images is computed once per (dataset content, HOG arguments) and stored under the
+cache folder; later runs memory-map it. Writes go to a temporary file and are renamed, so two
+runs computing the same features at once cannot leave a partial file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .config import FeaturesConfig
+from .errors import ConfigError
+
+__all__ = ["check_feature_args", "feature_shape", "extract_features", "feature_cache_path"]
+
+IMAGE_SHAPE = (28, 28)
+
+
+def _hog_kwargs(cfg: FeaturesConfig) -> dict:
+    return {
+        "orientations": cfg.orientations,
+        "pixels_per_cell": (cfg.pixels_per_cell, cfg.pixels_per_cell),
+        "cells_per_block": (cfg.cells_per_block, cfg.cells_per_block),
+        "block_norm": cfg.block_norm,
+        "transform_sqrt": cfg.transform_sqrt,
+    }
+
+
+def check_feature_args(
+    cfg: FeaturesConfig, source: str = "<config>", image_shape: tuple[int, int] = IMAGE_SHAPE
+) -> None:
+    """Reject HOG arguments that cannot produce features, before anything is computed."""
+    if cfg.kind != "hog":
+        return
+    from .hog import validate_hog_args
+
+    kw = _hog_kwargs(cfg)
+    try:
+        validate_hog_args(image_shape, kw["orientations"], kw["pixels_per_cell"],
+                          kw["cells_per_block"], kw["block_norm"])
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def feature_shape(cfg: FeaturesConfig, image_shape: tuple[int, int] = IMAGE_SHAPE) -> tuple:
+    """Shape of one sample's features: (28, 28) for raw, (F,) for HOG."""
+    if cfg.kind == "raw":
+        return tuple(image_shape)
+    from .hog import hog_feature_length
+
+    kw = _hog_kwargs(cfg)
+    return (hog_feature_length(image_shape, kw["orientations"], kw["pixels_per_cell"],
+                               kw["cells_per_block"]),)
+
+
+def feature_cache_path(cfg: FeaturesConfig, content_key: str, root: Path) -> Path:
+    """Where HOG features of images with content `content_key` are cached."""
+    args = json.dumps(_hog_kwargs(cfg), sort_keys=True)
+    digest = hashlib.sha256(f"hog-v1|{content_key}|{args}".encode()).hexdigest()[:24]
+    return root / "features" / f"{digest}.npy"
+
+
+def extract_features(
+    cfg: FeaturesConfig,
+    images: np.ndarray,
+    content_key: str | None = None,
+    cache_root: Path | None = None,
+) -> np.ndarray:
+    """uint8 images (N, H, W) -> float32 features: (N, H, W) raw or (N, F) HOG.
+
+    `content_key` identifies the images (e.g. the dataset file's SHA-256 plus a slice); when it
+    and `cache_root` are given, HOG features are read from / written to the cache.
+    """
+    pixels = np.asarray(images, dtype=np.float32) / np.float32(255.0)
+    if cfg.kind == "raw":
+        return pixels
+    path = None
+    if content_key is not None and cache_root is not None:
+        path = feature_cache_path(cfg, content_key, cache_root)
+        cached = _read_cache(path, len(images))
+        if cached is not None:
+            return cached
+    from .hog import hog
+
+    feats = hog(pixels.astype(np.float64), **_hog_kwargs(cfg)).astype(np.float32)
+    if path is not None:
+        _write_cache(path, feats)
+    return feats
+
+
+def _read_cache(path: Path, n: int) -> np.ndarray | None:
+    try:
+        arr = np.load(path, mmap_mode="r")
+    except (OSError, ValueError):
+        return None
+    return np.asarray(arr) if arr.ndim == 2 and len(arr) == n else None
+
+
+def _write_cache(path: Path, feats: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, feats)
+        os.replace(tmp, path)
+    except OSError:
+        Path(locals().get("tmp", path.with_suffix(".none"))).unlink(missing_ok=True)

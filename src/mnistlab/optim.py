@@ -1,0 +1,103 @@
+"""RMSprop with Keras's argument names and semantics (PyTorch's differs: epsilon outside the root).
+
+Per parameter w with gradient g (after clipping), Keras 3 does:
+
+    v = rho * v + (1 - rho) * g^2
+    centered:  a = rho * a + (1 - rho) * g;   d = v - a^2 + epsilon
+    otherwise: d = v + epsilon
+    step = learning_rate * g / sqrt(d)
+    momentum > 0:  m = momentum * m + step;  w -= m
+    otherwise:     w -= step
+
+Clipping, before the update: `clipvalue` clips each element to [-c, c]; `clipnorm` rescales each
+gradient tensor to L2 norm <= c; `global_clipnorm` rescales all gradients together so their joint
+L2 norm <= c (Keras allows clipnorm or global_clipnorm, not both).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+__all__ = ["RMSprop"]
+
+
+class RMSprop(Optimizer):
+    """Keras-semantics RMSprop; defaults are Keras's."""
+
+    def __init__(
+        self,
+        params,
+        learning_rate: float = 0.001,
+        rho: float = 0.9,
+        momentum: float = 0.0,
+        epsilon: float = 1e-7,
+        centered: bool = False,
+        clipvalue: float | None = None,
+        clipnorm: float | None = None,
+        global_clipnorm: float | None = None,
+    ):
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("RMSprop: set clipnorm or global_clipnorm, not both (as in Keras)")
+        defaults = dict(learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon,
+                        centered=centered, clipvalue=clipvalue, clipnorm=clipnorm,
+                        global_clipnorm=global_clipnorm)
+        super().__init__(params, defaults)
+
+    @staticmethod
+    def _clip(grads: list[torch.Tensor], group: dict) -> list[torch.Tensor]:
+        if group["clipnorm"] is not None:
+            c = group["clipnorm"]
+            grads = [g * (c / torch.clamp(torch.linalg.vector_norm(g), min=c)) for g in grads]
+        if group["global_clipnorm"] is not None:
+            c = group["global_clipnorm"]
+            total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
+                                                          for g in grads]))
+            grads = [g * (c / torch.clamp(total, min=c)) for g in grads]
+        if group["clipvalue"] is not None:
+            c = group["clipvalue"]
+            grads = [torch.clamp(g, -c, c) for g in grads]
+        return grads
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = self._clip([p.grad for p in params], group)
+            lr, rho, eps = group["learning_rate"], group["rho"], group["epsilon"]
+            momentum, centered = group["momentum"], group["centered"]
+            for p in params:
+                state = self.state[p]
+                if not state:
+                    state["velocity"] = torch.zeros_like(p)
+                    if centered:
+                        state["average_gradient"] = torch.zeros_like(p)
+                    if momentum > 0:
+                        state["momentum"] = torch.zeros_like(p)
+            velocities = [self.state[p]["velocity"] for p in params]
+            # v = rho * v + (1 - rho) * g^2, on all tensors at once
+            torch._foreach_mul_(velocities, rho)
+            torch._foreach_addcmul_(velocities, grads, grads, value=1 - rho)
+            if centered:
+                avgs = [self.state[p]["average_gradient"] for p in params]
+                torch._foreach_mul_(avgs, rho)
+                torch._foreach_add_(avgs, grads, alpha=1 - rho)
+                denom = torch._foreach_addcmul(velocities, avgs, avgs, value=-1)
+                torch._foreach_add_(denom, eps)
+            else:
+                denom = torch._foreach_add(velocities, eps)
+            torch._foreach_sqrt_(denom)
+            if momentum > 0:
+                moms = [self.state[p]["momentum"] for p in params]
+                torch._foreach_mul_(moms, momentum)
+                torch._foreach_addcdiv_(moms, grads, denom, value=lr)
+                torch._foreach_sub_(params, moms)
+            else:
+                torch._foreach_addcdiv_(params, grads, denom, value=-lr)
+        return loss

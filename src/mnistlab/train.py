@@ -1,0 +1,170 @@
+"""The training loop, with Keras's `fit` semantics where the lab's curves depend on them.
+
+Per epoch Keras logs `loss`/`accuracy` as the running mean over the epoch's batches, with dropout
+active, weighted by batch size (so the last, smaller batch counts for what it holds), and
+`val_loss`/`val_accuracy` as a full evaluation after the epoch. That is why a dropout network's
+validation curve can sit below its training curve. We log the same, plus seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import OptimizerConfig, TrainingConfig
+from .errors import TrainingError
+from .optim import RMSprop
+
+__all__ = ["History", "EvalResult", "resolve_device", "set_threads", "make_optimizer",
+           "train_one_epoch", "evaluate", "fit", "epoch_generator"]
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+@dataclass
+class History:
+    """Per-epoch logs, one list per key, as Keras's `History.history` plus `seconds`."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def append(self, logs: dict[str, float]) -> None:
+        for key in HISTORY_KEYS:
+            getattr(self, key).append(float(logs[key]))
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {key: list(getattr(self, key)) for key in HISTORY_KEYS}
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float
+    probabilities: np.ndarray  # (N, classes) softmax outputs
+    predictions: np.ndarray  # (N,) argmax
+
+
+def resolve_device(name: str) -> torch.device:
+    """auto -> cuda when a GPU is present, else cpu; asking for cuda without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("training.device='cuda' but no CUDA GPU is available; use cpu or auto")
+    return torch.device(name)
+
+
+def set_threads(threads: int) -> int:
+    """Use `threads` CPU threads (0 = every core this process may use)."""
+    if threads <= 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    return threads
+
+
+def make_optimizer(params, cfg: OptimizerConfig) -> RMSprop:
+    return RMSprop(params, learning_rate=cfg.learning_rate, rho=cfg.rho, momentum=cfg.momentum,
+                   epsilon=cfg.epsilon, centered=cfg.centered, clipvalue=cfg.clipvalue,
+                   clipnorm=cfg.clipnorm, global_clipnorm=cfg.global_clipnorm)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Shuffling order depends only on (seed, epoch), so a resumed run shuffles identically."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    order: torch.Tensor | None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> tuple[float, float]:
+    """One pass over (x, y) in `order` -> (mean loss, accuracy), weighted by batch size."""
+    model.train()
+    n = len(x)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
+    correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    n_batches = math.ceil(n / batch_size)
+    for b in range(n_batches):
+        if order is None:
+            xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
+        else:
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb, yb = x[idx], y[idx]
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            loss_sum += loss.detach().double() * len(yb)
+            correct += (logits.argmax(1) == yb).sum()
+        if on_batch is not None:
+            on_batch(b + 1, n_batches)
+    return float(loss_sum) / n, int(correct) / n
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = 8192) -> EvalResult:
+    """Loss and accuracy over a whole set, without autograd, in large batches."""
+    model.eval()
+    loss_sum, probs = 0.0, []
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size])
+        yb = y[start:start + batch_size]
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        probs.append(torch.softmax(logits, dim=1).cpu())
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
+    pred = p.argmax(1) if len(p) else np.zeros(0, np.int64)
+    acc = float((pred == y.cpu().numpy()).mean()) if len(p) else float("nan")
+    return EvalResult(loss_sum / max(len(x), 1), acc, p, pred)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainingConfig,
+    history: History | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> History:
+    """Train from `len(history)` up to `cfg.epochs`; raises TrainingError when the loss is NaN."""
+    history = history if history is not None else History()
+    x, y = train
+    for epoch in range(len(history), cfg.epochs):
+        start = time.perf_counter()
+        order = (torch.randperm(len(x), generator=epoch_generator(cfg.seed, epoch)).to(x.device)
+                 if cfg.shuffle else None)
+        loss, acc = train_one_epoch(model, optimizer, x, y, cfg.batch_size, order, on_batch)
+        if not math.isfinite(loss):
+            raise TrainingError(
+                f"training loss became {loss} in epoch {epoch + 1}; the run diverged. Try a "
+                "smaller optimizer.learning_rate (e.g. 1e-4) or set optimizer.clipnorm = 1.0"
+            )
+        result = evaluate(model, *val)
+        logs = {"loss": loss, "accuracy": acc, "val_loss": result.loss,
+                "val_accuracy": result.accuracy, "seconds": time.perf_counter() - start}
+        history.append(logs)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, logs)
+    return history
