@@ -289,10 +289,13 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>") -> Exper
 def _check_across_fields(exp: Experiment, source: str) -> None:
     """Rules that involve more than one field."""
     opt = exp.optimizer
-    if opt.clipnorm is not None and opt.global_clipnorm is not None:
+    clips = {k: getattr(opt, k) for k in ("clipvalue", "clipnorm", "global_clipnorm")}
+    chosen = {k: v for k, v in clips.items() if v is not None}
+    if len(chosen) > 1:
+        given = ", ".join(f"optimizer.{k}={v!r}" for k, v in chosen.items())
         raise ConfigError(
-            f"{source}: optimizer.clipnorm and optimizer.global_clipnorm cannot both be set "
-            f"(Keras allows one); got {opt.clipnorm!r} and {opt.global_clipnorm!r}"
+            f"{source}: at most one of optimizer.clipvalue, optimizer.clipnorm and "
+            f"optimizer.global_clipnorm may be set (as in Keras 3); got {given}"
         )
     if exp.features.kind == "hog":
         from .features import check_feature_args

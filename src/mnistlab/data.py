@@ -78,7 +78,7 @@ def candidate_roots(data_dir: str | Path | None = None) -> list[tuple[str, Path]
     roots.append(("cache", cache_dir()))
     roots.append(("system", Path("/usr/share/datasets")))
     roots.append(("keras", Path("~/.keras/datasets").expanduser()))
-    roots.append(("torchvision", Path("data")))
+    roots.append(("torchvision", Path("data").absolute()))
     return roots
 
 

@@ -11,7 +11,7 @@ Per parameter w with gradient g (after clipping), Keras 3 does:
 
 Clipping, before the update: `clipvalue` clips each element to [-c, c]; `clipnorm` rescales each
 gradient tensor to L2 norm <= c; `global_clipnorm` rescales all gradients together so their joint
-L2 norm <= c (Keras allows clipnorm or global_clipnorm, not both).
+L2 norm <= c. As in Keras 3, at most one of the three may be set.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ class RMSprop(Optimizer):
         clipnorm: float | None = None,
         global_clipnorm: float | None = None,
     ):
-        if clipnorm is not None and global_clipnorm is not None:
-            raise ValueError("RMSprop: set clipnorm or global_clipnorm, not both (as in Keras)")
+        clips = {"clipvalue": clipvalue, "clipnorm": clipnorm, "global_clipnorm": global_clipnorm}
+        if sum(v is not None for v in clips.values()) > 1:
+            raise ValueError("RMSprop: set at most one of clipvalue, clipnorm, global_clipnorm "
+                             "(as in Keras 3)")
         defaults = dict(learning_rate=learning_rate, rho=rho, momentum=momentum, epsilon=epsilon,
                         centered=centered, clipvalue=clipvalue, clipnorm=clipnorm,
                         global_clipnorm=global_clipnorm)
@@ -49,12 +51,12 @@ class RMSprop(Optimizer):
         if group["clipnorm"] is not None:
             c = group["clipnorm"]
             grads = [g * (c / torch.clamp(torch.linalg.vector_norm(g), min=c)) for g in grads]
-        if group["global_clipnorm"] is not None:
+        elif group["global_clipnorm"] is not None:
             c = group["global_clipnorm"]
             total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g)
                                                           for g in grads]))
             grads = [g * (c / torch.clamp(total, min=c)) for g in grads]
-        if group["clipvalue"] is not None:
+        elif group["clipvalue"] is not None:
             c = group["clipvalue"]
             grads = [torch.clamp(g, -c, c) for g in grads]
         return grads

@@ -1,0 +1,81 @@
+"""One smoke test per command, plus the CLI's error contract (one line, exit code 2)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistlab.cli import main
+
+TINY = ["--set", "data.train_samples=600", "--set", "data.test_samples=300", "--epochs", "2",
+        "--quiet"]
+
+
+def test_run_writes_a_complete_run_directory(shared_data, tmp_path, capsys):
+    assert main(["run", "raw/final", *TINY, "--runs-dir", str(tmp_path / "r")]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert run_dir.parent == tmp_path / "r" and run_dir.name.endswith("raw-final")
+    for name in ("config.toml", "history.csv", "metrics.json", "predictions.npz", "model.pt",
+                 "summary.txt", "loss.png", "accuracy.png", "confusion.png", "status.json",
+                 "checkpoint.pt"):
+        assert (run_dir / name).is_file(), name
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "complete"
+    assert "198,760" in (run_dir / "summary.txt").read_text()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["params"] == 198_760 and metrics["epochs"] == 2
+    assert sum(map(sum, metrics["confusion"])) == 300
+    assert len(list((tmp_path / "r").iterdir())) == 1
+    assert main(["runs", "--runs-dir", str(tmp_path / "r")]) == 0
+    assert "complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "raw/nope"], "not a preset"),
+    (["run", "raw/final", "--set", "model.dropout=1.5"], "model.dropout must be"),
+    (["run", "raw/final", "--set", "training.batch_size=0"], "training.batch_size must be"),
+    (["run", "raw/final", "--set", "model.activation=swish"], "model.activation must be one of"),
+    (["run", "raw/final", "--set", "model.hidden=[-3]"], "model.hidden[0] must be"),
+    (["run", "raw/final", "--epochs", "-1"], "training.epochs must be"),
+])
+def test_bad_input_is_one_line_and_exit_2_with_no_run_left(args, message, tmp_path, capsys):
+    assert main([*args, "--runs-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_malformed_toml_and_missing_data(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training\n")
+    assert main(["run", str(bad)]) == 2
+    assert "bad.toml: not valid TOML" in capsys.readouterr().err
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    assert main(["run", "raw/template", "--runs-dir", str(tmp_path / "r"),
+                 "--data-dir", str(tmp_path / "nothing")]) == 2
+    assert "not found" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_unwritable_runs_folder(shared_data, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert main(["run", "raw/template", *TINY, "--runs-dir", str(blocker / "runs")]) == 2
+    assert "runs folder" in capsys.readouterr().err
+
+
+def test_presets_summary_data(shared_data, capsys):
+    assert main(["presets", "raw/*"]) == 0
+    assert "raw/final" in capsys.readouterr().out
+    assert main(["summary", "raw/template"]) == 0
+    assert "238,510" in capsys.readouterr().out
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist" in out and "yes" in out
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mnistlab", "presets", "raw/final"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "raw/final" in proc.stdout

@@ -1,0 +1,185 @@
+import gzip
+import hashlib
+import http.server
+import os
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_idx_dataset, write_idx_dataset
+from mnistlab.data import candidate_roots, dataset_status, load_dataset, make_splits
+from mnistlab.errors import DataError
+from mnistlab.idx import idx_bytes
+
+
+def test_real_mnist_verifies_and_counts(shared_data):
+    ds = load_dataset("mnist", shared_data)
+    assert ds.train_images.shape == (60000, 28, 28) and ds.test_images.shape == (10000, 28, 28)
+    assert np.bincount(ds.train_labels).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918,
+                                                     6265, 5851, 5949]
+    assert np.bincount(ds.test_labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
+                                                    974, 1009]
+
+
+def test_real_fashion_verifies(shared_data):
+    ds = load_dataset("fashion-mnist", shared_data)
+    assert ds.spec.class_names[9] == "Ankle boot"
+    assert len(ds.train_labels) == 60000
+
+
+def test_second_load_uses_the_cache(shared_data):
+    load_dataset("mnist", shared_data)
+    start = time.perf_counter()
+    ds = load_dataset("mnist", shared_data)
+    assert time.perf_counter() - start < 0.5
+    assert isinstance(ds.train_images, np.memmap)
+
+
+def test_lookup_order(tmp_path, tiny_dataset, monkeypatch):
+    explicit = tmp_path / "explicit"
+    write_idx_dataset(explicit, make_idx_dataset())  # flat folder: --data-dir may be the dataset
+    assert load_dataset("mnist", explicit).source == str(explicit)
+    assert load_dataset("mnist").source == str(tiny_dataset / "mnist")  # MNISTLAB_DATA
+    monkeypatch.delenv("MNISTLAB_DATA")
+    cache = Path(os.environ["MNISTLAB_CACHE"])
+    write_idx_dataset(cache / "mnist", make_idx_dataset())
+    try:
+        assert load_dataset("mnist").source == str(cache / "mnist")
+    finally:
+        for f in (cache / "mnist").iterdir():
+            f.unlink()
+        (cache / "mnist").rmdir()
+    torch_root = tmp_path / "data" / "MNIST" / "raw"  # torchvision layout under ./data
+    write_idx_dataset(torch_root, make_idx_dataset(), compress=False)
+    assert load_dataset("mnist").source == str(torch_root)
+    whys = [why for why, _ in candidate_roots("x")]
+    assert whys == ["--data-dir", "cache", "system", "keras", "torchvision"]
+
+
+def test_not_found_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    with pytest.raises(DataError) as info:
+        load_dataset("fashion-mnist", tmp_path / "empty")
+    text = str(info.value)
+    assert "empty" in text and "MNISTLAB_DATA" in text and "--data-dir" in text
+
+
+def test_checksum_mismatch_is_refused(tmp_path, tiny_dataset):
+    bad = make_idx_dataset(seed=1)  # same shapes, other content
+    write_idx_dataset(tmp_path / "bad", bad)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_dataset("mnist", tmp_path / "bad")
+
+
+def test_count_mismatch_is_refused(tmp_path, monkeypatch):
+    import dataclasses
+
+    from mnistlab import datasets
+
+    arrays = make_idx_dataset()
+    arrays["test-labels"] = arrays["test-labels"][:-1]
+    write_idx_dataset(tmp_path / "d", arrays)
+    sums = {k: hashlib.sha256(idx_bytes(a)).hexdigest() for k, a in arrays.items()}
+    monkeypatch.setitem(datasets.DATASETS, "mnist",
+                        dataclasses.replace(datasets.DATASETS["mnist"], sha256=sums))
+    with pytest.raises(DataError, match="20 images but 19 labels"):
+        load_dataset("mnist", tmp_path / "d")
+
+
+class _Handler(http.server.SimpleHTTPRequestHandler):
+    fail_first: set = set()
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        if self.path in self.fail_first:
+            self.fail_first.discard(self.path)
+            self.send_error(503)
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving generated gzip IDX files."""
+    served = tmp_path / "served"
+    served.mkdir()
+
+    def handler(*args, **kwargs):
+        return _Handler(*args, directory=str(served), **kwargs)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served, f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_verified_download_with_retry_and_mirror_fallback(tmp_path, tiny_dataset, http_server,
+                                                          monkeypatch):
+    served, url = http_server
+    write_idx_dataset(served, make_idx_dataset())
+    (served / "broken").mkdir()
+    monkeypatch.delenv("MNISTLAB_DATA")
+    monkeypatch.setenv("MNISTLAB_OFFLINE", "0")
+    monkeypatch.setenv("MNISTLAB_CACHE", str(tmp_path / "fresh-cache"))
+    # First mirror 404s everything; the second fails once per file with 503, then serves.
+    monkeypatch.setenv("MNISTLAB_MIRRORS", f"{url}broken/,{url}")
+    _Handler.fail_first = {"/train-images-idx3-ubyte.gz", "/t10k-labels-idx1-ubyte.gz"}
+    ds = load_dataset("mnist")
+    assert ds.source == str(tmp_path / "fresh-cache" / "mnist")
+    assert sorted(p.name for p in (tmp_path / "fresh-cache" / "mnist").iterdir()) == sorted(
+        f + ".gz" for f in ds.spec.files.values())
+    np.testing.assert_array_equal(ds.train_labels, make_idx_dataset()["train-labels"])
+
+
+def test_download_with_wrong_content_leaves_nothing(tmp_path, tiny_dataset, http_server,
+                                                    monkeypatch):
+    served, url = http_server
+    write_idx_dataset(served, make_idx_dataset(seed=5))  # checksums will not match
+    monkeypatch.delenv("MNISTLAB_DATA")
+    monkeypatch.setenv("MNISTLAB_OFFLINE", "0")
+    monkeypatch.setenv("MNISTLAB_CACHE", str(tmp_path / "c"))
+    monkeypatch.setenv("MNISTLAB_MIRRORS", url)
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_dataset("mnist")
+    leftovers = list((tmp_path / "c" / "mnist").iterdir())
+    assert leftovers == []
+
+
+def test_make_splits_fraction_is_seeded_and_disjoint():
+    x = np.arange(100, dtype=np.float32).reshape(100, 1)
+    y = np.arange(100) % 10
+    a = make_splits(x, y, x[:10], y[:10], 0.2, seed=3)
+    b = make_splits(x, y, x[:10], y[:10], 0.2, seed=3)
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    assert len(a.x_val) == 20 and len(a.x_train) == 80
+    assert not set(a.x_val[:, 0]) & set(a.x_train[:, 0])
+    assert not a.validation_is_test
+    t = make_splits(x, y, x[:10], y[:10], "test", seed=3)
+    assert t.validation_is_test and t.x_val is t.x_test
+
+
+def test_dataset_status(shared_data):
+    rows = {r["dataset"]: r for r in dataset_status(shared_data)}
+    assert rows["mnist"]["verified"] and rows["fashion-mnist"]["verified"]
+
+
+def test_gzip_wrapper_does_not_matter(tmp_path, tiny_dataset):
+    """Checksums are of the content: a re-compressed copy (as Debian ships) verifies."""
+    arrays = make_idx_dataset()
+    folder = tmp_path / "recompressed"
+    folder.mkdir()
+    from mnistlab.datasets import DATASETS
+
+    for key, array in arrays.items():
+        (folder / f"{DATASETS['mnist'].files[key]}.gz").write_bytes(
+            gzip.compress(idx_bytes(array), compresslevel=1, mtime=12345))
+    assert load_dataset("mnist", folder).source == str(folder)

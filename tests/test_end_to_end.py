@@ -1,0 +1,21 @@
+"""The lab's template on real data, full size: it must reach the accuracy the lab printed."""
+
+import json
+
+import pytest
+
+from mnistlab import load_experiment, run_experiment
+
+
+@pytest.mark.slow
+def test_raw_template_reaches_the_lab_accuracy(shared_data, tmp_path):
+    exp = load_experiment("raw/template")  # 784-300-10 relu, batch 128, 10 epochs, seed 0
+    result = run_experiment(exp, runs_dir=tmp_path / "runs")
+    # The lab printed 0.9772 for one unseeded run. Keras 3 itself, run side by side on this
+    # machine (seeds 0 and 1), gives 0.9810 and 0.9828; so "reaches" means at least 0.977 - 0.003,
+    # and an upper bound guards against a broken evaluation.
+    assert 0.9742 <= result.metrics["test_accuracy"] <= 0.9900
+    assert len(result.history["val_loss"]) == 10
+    on_disk = json.loads((result.run_dir / "metrics.json").read_text())
+    assert on_disk["test_accuracy"] == result.metrics["test_accuracy"]
+    assert on_disk["f1_micro"] == pytest.approx(on_disk["test_accuracy"])
