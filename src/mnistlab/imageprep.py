@@ -1,0 +1,234 @@
+"""Real image files -> MNIST-style 28x28 inputs, so a trained network sees what it was trained on.
+
+A network trained on MNIST only knows white ink on black, a 20x20 box and a centred centre of
+mass; a phone photo of a digit is none of that. This module reproduces the MNIST framing
+(LeCun et al.: size-normalise to a 20x20 box keeping the aspect ratio, antialiased, then centre
+the centre of mass in 28x28) and the Fashion-MNIST framing (longest side 28, centred box).
+"""
+
+from __future__ import annotations
+
+import struct
+import warnings
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+__all__ = ["ImageInputError", "load_image", "to_mnist_frame", "frame_has_ink", "prepare"]
+
+FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # Pillow's JPEG opener also takes phones' MPO files
+ALLOWED = "a PNG, JPEG, BMP or GIF image"
+MAX_PIXELS = 40_000_000  # ~160 MB as float32; larger files are refused before decoding
+FRAME = 28  # output side, as in MNIST
+DIGIT_BOX = 20  # MNIST digits fit a 20x20 box inside the 28x28 frame
+COM_TARGET = 14.0  # MNIST centres of mass sit at (14, 14) in array indices (measured: 13.99, 14.00)
+NOISE_SIGMAS = 3.5  # ink must exceed the paper by this many noise sigmas (estimated on the border)
+FAINT = 0.05  # after stretching, levels below this are background haze (MNIST strokes hit 1.0)
+MIN_CONTRAST = 0.08  # ink-paper difference below this (in [0, 1]) means "no ink at all"
+
+# Pillow raises many types on corrupt data; all of them mean "this file cannot be decoded".
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
+                  struct.error, Image.DecompressionBombError)
+
+
+class ImageInputError(ValueError):
+    """An image file or array cannot be used as network input; `path` is the file (or None)."""
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path, self.problem = path, problem
+        super().__init__(f"{path if path is not None else 'image array'}: {problem}")
+
+    def __reduce__(self):  # keeps the two-argument form picklable (multiprocessing, Dask)
+        return type(self), (self.path, self.problem)
+
+
+def load_image(path: str | Path, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode an image file to float32 grayscale (H, W) in [0, 1], refusing anything doubtful.
+
+    Accepts PNG (8/16-bit, grey, RGB, palette), JPEG, BMP and GIF (first frame), with EXIF
+    rotation applied. Colour becomes luma (ITU-R 601). Alpha is composited over the paper, so
+    transparent pixels become paper: if the opaque pixels cover less than half the image they are
+    the ink, and the paper is the opposite extreme of their mean grey (white under dark ink, black
+    under light ink); otherwise the paper is the median grey of the opaque pixels.
+
+    Raises:
+        ImageInputError: missing, unreadable, a directory, empty, not one of the formats,
+            more than `max_pixels` pixels (checked from the header, before decoding), truncated
+            or corrupt (a full decode is forced).
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():  # checked first: Windows reports opening a folder as PermissionError
+            raise ImageInputError(path, f"is a directory; give the path of {ALLOWED}")
+        with open(path, "rb") as fh:
+            if not fh.read(1):
+                raise ImageInputError(path, f"is empty (0 bytes); expected {ALLOWED}")
+            fh.seek(0)
+            with warnings.catch_warnings():
+                # our own max_pixels check below is the policy; Pillow's bomb *error* still counts
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = _open_checked(fh, path, max_pixels)
+    except FileNotFoundError:
+        raise ImageInputError(path, f"does not exist; give the path of {ALLOWED}") from None
+    except PermissionError:
+        raise ImageInputError(path, "cannot be read (permission denied)") from None
+    except IsADirectoryError:  # a race with the check above, or an odd filesystem
+        raise ImageInputError(path, f"is a directory; give the path of {ALLOWED}") from None
+    except OSError as exc:  # e.g. a name too long, a broken network drive
+        raise ImageInputError(path, f"cannot be read ({exc.strerror or exc})") from None
+    return _to_gray(img)
+
+
+def _open_checked(fh: BinaryIO, path: Path, max_pixels: int) -> Image.Image:
+    """Read the header, refuse oversize images, then force the full decode of frame 0."""
+    try:
+        img = Image.open(fh, formats=FORMATS)
+    except UnidentifiedImageError:
+        raise ImageInputError(path, f"is not {ALLOWED} (the content is not recognised)") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageInputError(path, f"is too large to decode safely ({exc}); at most "
+                              f"{max_pixels:,} pixels are allowed") from None
+    except _DECODE_ERRORS as exc:
+        raise ImageInputError(path, f"has a corrupt header ({exc}); expected {ALLOWED}") from None
+    width, height = img.size
+    if width * height > max_pixels:
+        raise ImageInputError(path, f"is {width}x{height} = {width * height:,} pixels; at most "
+                              f"{max_pixels:,} are allowed (downscale it or raise max_pixels)")
+    if width * height == 0:
+        raise ImageInputError(path, f"has no pixels ({width}x{height})")
+    try:
+        img.load()  # Image.open is lazy: only a full decode reveals truncation
+        return ImageOps.exif_transpose(img)
+    except _DECODE_ERRORS as exc:
+        raise ImageInputError(path, f"{img.format} data is truncated or corrupt ({exc}); "
+                              "re-export or re-download the file") from None
+
+
+def _to_gray(img: Image.Image) -> np.ndarray:
+    """(H, W) float32 luma in [0, 1], with alpha composited onto the paper colour."""
+    if img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info:
+        la = np.asarray(img.convert("RGBA").convert("LA"), dtype=np.float32) / 255.0
+        return _composite(la[..., 0], la[..., 1])
+    if img.mode.startswith("I"):  # 16-bit grey PNG: keep the precision, scale to [0, 1]
+        return np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0.0, 1.0)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def _composite(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Blend over the paper (rule in `load_image`); semi-transparent edges stay antialiased."""
+    if alpha.mean() >= 0.5:
+        paper = float(np.median(lum[alpha >= 0.5]))
+    else:
+        weight = float(alpha.sum())
+        ink = float((alpha * lum).sum()) / weight if weight > 0 else 0.0
+        paper = 1.0 if ink < 0.5 else 0.0
+    return (alpha * lum + (1.0 - alpha) * paper).astype(np.float32)
+
+
+def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
+    """Frame a grayscale image the way MNIST (or Fashion-MNIST) frames its images.
+
+    Steps, in order:
+      1. Polarity: the paper is the median of the outer border (5% of the short side, at least
+         1 px); if it is lighter than 0.5 the image is inverted, so ink is always light on dark.
+      2. Contrast: subtract the paper; the noise sigma is 1.4826 x (75th percentile - median)
+         of the border. The ink level is the 99th percentile of pixels above max(3.5 sigma,
+         0.04); below max(0.08, 7 sigma) there is no ink and zeros are returned. Divide by the
+         level and clip to [0, 1], so the ink reaches 1; pixels under max(3.5 sigma, 5% of the
+         level), and lone specks with no such 8-neighbour, become 0.
+      3. Crop to the bounding box of the ink.
+      4. digit_style=True (MNIST): scale so the longest side is 20 px keeping the aspect ratio
+         (Lanczos, antialiased), re-stretch the peak to 1, and paste into 28x28 at the integer
+         offset that puts the centre of mass nearest to (14, 14), kept inside the frame.
+         digit_style=False (Fashion-MNIST): longest side 28, pasted centred by bounding box.
+
+    Uneven lighting (shadows across a photo) is not corrected: crop photos close to the ink.
+
+    Returns:
+        (28, 28) float32 in [0, 1]; all zeros when there is no ink (see `frame_has_ink`).
+    Raises:
+        ImageInputError: `gray` is not a finite 2-D array in [0, 1].
+    """
+    x = _check_gray(gray)
+    empty = np.zeros((FRAME, FRAME), np.float32)
+    width = max(1, min(x.shape) // 20)
+    border = np.concatenate([x[:width].ravel(), x[-width:].ravel(),
+                             x[:, :width].ravel(), x[:, -width:].ravel()])
+    paper = float(np.median(border))
+    if paper > 0.5:
+        x, border, paper = 1.0 - x, 1.0 - border, 1.0 - paper
+    # Noise sigma from the ink side of the border (1.4826 x (P75 - P50)): unlike the MAD it
+    # stays right when noise is clipped at pure white/black paper, and tolerates 25% border ink.
+    sigma = 1.4826 * (float(np.percentile(border, 75)) - paper)
+    ink = x - paper  # signed: darker-than-paper pixels are negative and never count as ink
+    mask = _ink_mask(ink, max(NOISE_SIGMAS * sigma, 0.5 * MIN_CONTRAST))
+    if not mask.any():
+        return empty
+    level = float(np.percentile(ink[mask], 99))
+    if level < max(MIN_CONTRAST, 2 * NOISE_SIGMAS * sigma):
+        return empty
+    y = np.clip(ink / level, 0.0, 1.0)
+    mask = _ink_mask(y, max(NOISE_SIGMAS * sigma / level, FAINT))
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = np.where(mask, y, 0.0)[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box = _resize_longest(box, DIGIT_BOX if digit_style else FRAME)
+    peak = float(box.max())
+    if peak <= 0:
+        return empty
+    box /= peak
+    h, w = box.shape
+    if digit_style:
+        com_r, com_c = ndimage.center_of_mass(box)
+        top = min(max(int(np.floor(COM_TARGET - com_r + 0.5)), 0), FRAME - h)
+        left = min(max(int(np.floor(COM_TARGET - com_c + 0.5)), 0), FRAME - w)
+    else:
+        top, left = (FRAME - h) // 2, (FRAME - w) // 2
+    empty[top:top + h, left:left + w] = box
+    return empty
+
+
+def _check_gray(gray: np.ndarray) -> np.ndarray:
+    """A finite float32 (H, W) copy in [0, 1], or a message saying what was passed instead."""
+    x = np.asarray(gray)
+    if x.ndim != 2 or x.size == 0:
+        raise ImageInputError(None, f"must be a non-empty 2-D (H, W) grayscale array; got shape "
+                              f"{x.shape} (use load_image, or convert colour images first)")
+    x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise ImageInputError(None, "must contain only finite values; got NaN or inf")
+    if x.min() < 0 or x.max() > 1:
+        raise ImageInputError(None, f"values must be in [0, 1]; got [{x.min():g}, {x.max():g}] "
+                              "(divide 8-bit images by 255)")
+    return x
+
+
+def _ink_mask(values: np.ndarray, cut: float) -> np.ndarray:
+    """Pixels above `cut` with at least one 8-neighbour also above it (drops lone noise specks)."""
+    above = values > cut
+    count = ndimage.convolve(above.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
+    return above & (count >= 2)  # the count includes the pixel itself
+
+
+def _resize_longest(box: np.ndarray, side: int) -> np.ndarray:
+    """Scale so the longest side is `side` px, keeping the aspect ratio (Lanczos, antialiased)."""
+    h, w = box.shape
+    scale = side / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))  # PIL sizes are (width, height)
+    if size == (w, h):
+        return box.astype(np.float32)
+    out = Image.fromarray(box.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(out, dtype=np.float32), 0.0, 1.0)  # Lanczos overshoots slightly
+
+
+def frame_has_ink(frame: np.ndarray, min_intensity: float = 0.5) -> bool:
+    """Whether a frame holds any ink; `to_mnist_frame` returns zeros for blank images."""
+    return bool(np.max(frame) >= min_intensity)
+
+
+def prepare(path: str | Path, *, digit_style: bool = True,
+            max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """One call from an image file to a (28, 28) float32 network input: load, then frame."""
+    return to_mnist_frame(load_image(path, max_pixels=max_pixels), digit_style=digit_style)
