@@ -183,3 +183,22 @@ def test_gzip_wrapper_does_not_matter(tmp_path, tiny_dataset):
         (folder / f"{DATASETS['mnist'].files[key]}.gz").write_bytes(
             gzip.compress(idx_bytes(array), compresslevel=1, mtime=12345))
     assert load_dataset("mnist", folder).source == str(folder)
+
+
+def test_keras_npz_layout_is_found_and_verified(tmp_path, tiny_dataset, monkeypatch):
+    arrays = make_idx_dataset()
+    keras_dir = tmp_path / "home" / ".keras" / "datasets"
+    keras_dir.mkdir(parents=True)
+    np.savez(keras_dir / "mnist.npz", x_train=arrays["train-images"],
+             y_train=arrays["train-labels"], x_test=arrays["test-images"],
+             y_test=arrays["test-labels"])
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MNISTLAB_DATA")
+    ds = load_dataset("mnist")
+    assert ds.source == str(keras_dir / "mnist.npz")
+    np.testing.assert_array_equal(ds.test_images, arrays["test-images"])
+    np.savez(keras_dir / "mnist.npz", x_train=arrays["train-images"][::-1],
+             y_train=arrays["train-labels"], x_test=arrays["test-images"],
+             y_test=arrays["test-labels"])
+    with pytest.raises(DataError, match="does not match"):
+        load_dataset("mnist")
