@@ -1,0 +1,135 @@
+"""Sweep commands: `sweep run` (every point, here or on a Dask cluster) and `sweep show`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import EXIT_RUNTIME
+from . import add_io_args, command, console
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
+    r = sub.add_parser("run", help="run every point not yet complete",
+                       description="Run every (point, seed) of a sweep file; points already "
+                       "complete (same config and seed) are skipped, failures are recorded.")
+    r.add_argument("sweep", help="sweep .toml file")
+    r.add_argument("--jobs", type=int, help="trainings at once on this machine, each with "
+                   "cores // jobs threads (default: cores // 2, at least 1)")
+    r.add_argument("--cluster", metavar="ADDRESS", help="submit to this Dask scheduler, e.g. "
+                   "tcp://host:8786 (default: $MNISTLAB_DASK; unset = this machine)")
+    r.add_argument("--dry-run", action="store_true", help="validate and list the points only")
+    r.add_argument("--quiet", action="store_true", help="no live progress")
+    add_io_args(r)
+    s = sub.add_parser("show", help="results table and accuracy-vs-axis plots",
+                       description="Print one row per point (mean +/- std over seeds) and write "
+                       "results.csv and accuracy-vs-<axis>.png.")
+    s.add_argument("sweep", help="sweep .toml file, or the name of a sweep already run")
+    s.add_argument("--out", help="folder for results.csv and plots "
+                   "(default: <runs folder>/.sweeps/<name>/)")
+    add_io_args(s, data=False)
+
+
+@command("sweep", "grids and random searches over any config field, locally or on Dask",
+         _sweep_args)
+def cmd_sweep(args: argparse.Namespace) -> int:
+    return _run(args) if args.sweep_command == "run" else _show(args)
+
+
+class SweepProgress:
+    """Live counts (done / running / failed / skipped) and the best accuracy so far."""
+
+    def __init__(self, points, quiet: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        self.points, self.quiet = points, quiet
+        self.counts = {"complete": 0, "skipped": 0, "failed": 0}
+        self.running: set[int] = set()
+        self.best: tuple[float, str] | None = None
+        self.console = console()
+        self.progress = Progress(TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), console=self.console,
+                                 disable=quiet)
+        self.task = self.progress.add_task(self._text(), total=len(points))
+
+    def _text(self) -> str:
+        c = self.counts
+        best = f"best {self.best[0]:.4f} ({self.best[1]})" if self.best else "best -"
+        return (f"done {c['complete'] + c['skipped']} (skipped {c['skipped']}), "
+                f"running {len(self.running)}, failed {c['failed']}, {best}")
+
+    def __call__(self, kind: str, index: int, payload: dict) -> None:
+        name = self.points[index].experiment.output.name
+        if kind == "started":
+            self.running.add(index)
+        else:
+            self.running.discard(index)
+            self.counts[kind] += 1
+            metrics = payload.get("metrics") or {}
+            acc = metrics.get("test_accuracy")
+            if acc is not None and (self.best is None or acc > self.best[0]):
+                self.best = (acc, name)
+            if not self.quiet and kind == "complete":
+                self.console.print(f"{name}: test accuracy {acc:.4f} "
+                                   f"({metrics.get('train_seconds', 0):.1f} s)", highlight=False)
+            elif not self.quiet and kind == "failed":
+                self.console.print(f"{name}: [red]failed[/red]: {payload.get('error')}",
+                                   highlight=False)
+        self.progress.update(self.task, description=self._text(),
+                             completed=sum(self.counts.values()))
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..executor import _usable_cores, cluster_address
+    from ..sweep import load_sweep, run_sweep, sweep_points
+
+    sweep = load_sweep(args.sweep)
+    points = sweep_points(sweep)  # every bad axis value fails here, before anything runs
+    if args.dry_run:
+        for pt in points:
+            print(pt.experiment.output.name, " ".join(f"{k}={v!r}" for k, v in pt.values.items()))
+        print(f"{len(points)} runs ({len(points) // len(sweep.seeds)} points x "
+              f"{len(sweep.seeds)} seeds)")
+        return 0
+    jobs = args.jobs if args.jobs is not None else max(1, _usable_cores() // 2)
+    where = cluster_address(args.cluster)
+    if not args.quiet:
+        console().print(f"sweep {sweep.name}: {len(points)} runs on "
+                        f"{where or f'this machine ({jobs} at a time)'}", highlight=False)
+    with SweepProgress(points, args.quiet) as progress:
+        outcomes = run_sweep(sweep, args.runs_dir, args.data_dir, jobs, args.cluster, progress)
+    failed = sum(o.status == "failed" for o in outcomes)
+    _print_table(args.sweep, args.runs_dir, None)
+    return EXIT_RUNTIME if failed else 0
+
+
+def _print_table(source: str, runs_dir, out) -> None:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from ..sweep import sweep_dir, sweep_results
+    from ..sweep_report import TABLE_COLUMNS, table_rows, write_sweep_outputs
+
+    name, axes, rows = sweep_results(source, runs_dir)
+    table = Table(title=f"sweep {name}")
+    for col in ("point", *axes, *TABLE_COLUMNS):
+        table.add_column(col, overflow="fold")
+    for cells in table_rows(axes, rows):
+        table.add_row(*cells)
+    console().print(table)
+    folder = Path(out) if out else sweep_dir(name, runs_dir)
+    for path in write_sweep_outputs(name, axes, rows, folder):
+        print(path)
+
+
+def _show(args: argparse.Namespace) -> int:
+    _print_table(args.sweep, args.runs_dir, args.out)
+    return 0
