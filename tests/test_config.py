@@ -2,8 +2,15 @@
 
 import pytest
 
-from mnistlab.config import (RULES, Experiment, config_digest, experiment_from_dict,
-                             load_experiment, parse_override, to_toml)
+from mnistlab.config import (
+    RULES,
+    Experiment,
+    config_digest,
+    experiment_from_dict,
+    load_experiment,
+    parse_override,
+    to_toml,
+)
 from mnistlab.errors import ConfigError
 from mnistlab.presets import preset_names
 

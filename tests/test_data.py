@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import make_idx_dataset, write_idx_dataset
+
 from mnistlab.data import candidate_roots, dataset_status, load_dataset, make_splits
 from mnistlab.errors import DataError
 from mnistlab.idx import idx_bytes

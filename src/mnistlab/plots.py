@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curves_figure", "confusion_figure", "save_figure"]
+__all__ = ["curves_figure", "confusion_figure", "validation_overlay_figure", "save_figure"]
 
 
 def _pyplot():
@@ -58,6 +58,35 @@ def confusion_figure(confusion: Sequence[Sequence[int]], class_names: Sequence[s
     ax.set_xlabel("predicted label")
     ax.set_ylabel("true label")
     ax.set_title(title or "confusion matrix")
+    return fig if fig is not None else ax.figure
+
+
+def validation_overlay_figure(curves: dict[str, Sequence[Sequence[float]]],
+                              metric: str = "val_loss", title: str = "", ax: Any = None):
+    """Validation curves of several configurations on one axis: the mean over a configuration's
+    runs (seeds) as a line, their min-max range as a band when there are several."""
+    plt = _pyplot()
+    fig = None
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7.2, 4.6), dpi=100)
+    for label, runs in curves.items():
+        runs = [list(r) for r in runs if len(r)]
+        if not runs:
+            continue
+        length = min(len(r) for r in runs)  # runs of one configuration share their epochs
+        values = np.array([r[:length] for r in runs], dtype=float)
+        epochs = np.arange(1, length + 1)
+        (line,) = ax.plot(epochs, values.mean(axis=0),
+                          label=f"{label} (n={len(runs)})" if len(runs) > 1 else label)
+        if len(runs) > 1:
+            ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
+                            color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation loss (categorical cross-entropy)" if metric == "val_loss"
+                  else metric.replace("_", " "))
+    ax.set_title(title or f"{metric.replace('_', ' ')} per epoch")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
     return fig if fig is not None else ax.figure
 
 

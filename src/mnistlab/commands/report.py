@@ -1,0 +1,168 @@
+"""Commands that work on many runs: suite run / suite list, compare, report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import add_io_args, command, console
+
+
+def _suite_args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="suite_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="run every experiment of a suite (skipping complete runs)")
+    run.add_argument("suite", help="suite name (see `mnistlab suite list`) or suite .toml")
+    run.add_argument("--seeds", type=int, default=1, help="repetitions per preset (seed i = "
+                     "preset seed + i); default 1")
+    run.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
+                     help="multiply every preset's epochs by F (at least 1 epoch); default 1")
+    run.add_argument("--jobs", type=int, default=1, help="trainings at once on this machine, "
+                     "splitting the cores between them; default 1")
+    run.add_argument("--cluster", help="Dask scheduler address (default $MNISTLAB_DASK)")
+    run.add_argument("--set", dest="overrides", action="append", default=[],
+                     metavar="SECTION.KEY=V", help="override applied to every preset")
+    run.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
+    add_io_args(run)
+    sub.add_parser("list", help="list the shipped suites and their presets")
+
+
+class _SuiteProgress:
+    """One overall bar for the suite, and one line per finished experiment."""
+
+    def __init__(self, experiments):
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.names = [e.output.name for e in experiments]
+        self.out = Console(stderr=True)
+        self.progress = Progress(TextColumn("[bold]suite"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[running]}"), TimeElapsedColumn(),
+                                 console=self.out)
+        self.task = self.progress.add_task("suite", total=len(experiments), running="")
+        self.running: list[str] = []
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+
+    def __call__(self, kind: str, index: int, payload: dict) -> None:
+        name = self.names[index]
+        if kind == "started":
+            if name not in self.running:
+                self.running.append(name)
+        else:
+            if name in self.running:
+                self.running.remove(name)
+            m = payload.get("metrics") or {}
+            acc = f"acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""
+            detail = payload.get("error") or acc
+            self.progress.console.print(f"{kind:>8}  {name}  {detail}", highlight=False)
+            self.progress.advance(self.task)
+        self.progress.update(self.task, running="running: " + ", ".join(self.running[:3]))
+
+
+@command("suite", "run a suite of experiments with repeated seeds, or list suites", _suite_args)
+def cmd_suite(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..suite import load_suite, run_suite, suite_experiments, suite_names
+
+    if args.suite_command == "list":
+        table = Table(title="suites")
+        for col in ("suite", "description", "presets"):
+            table.add_column(col)
+        for name in suite_names():
+            s = load_suite(name, strict=False)
+            missing = f" (missing: {', '.join(s.missing)})" if s.missing else ""
+            table.add_row(name, s.description, (", ".join(s.presets) or "(none yet)") + missing)
+        console().print(table)
+        return 0
+    suite = load_suite(args.suite)
+    experiments = suite_experiments(suite, args.seeds, args.epochs_scale, args.overrides)
+    if args.dry_run:
+        for e in experiments:
+            print(f"{e.output.name}  epochs {e.training.epochs}  seed {e.training.seed}")
+        return 0
+    with _SuiteProgress(experiments) as progress:
+        outcomes = run_suite(suite, args.seeds, args.epochs_scale, args.jobs, args.runs_dir,
+                             args.data_dir, args.cluster, args.overrides, on_event=progress)
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("complete", "skipped", "failed")}
+    print(f"suite {suite.name}: {counts['complete']} trained, {counts['skipped']} already "
+          f"complete, {counts['failed']} failed")
+    return 1 if counts["failed"] else 0
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="RUN_OR_GROUP",
+                   help="run directories, folders of runs, suite names or run-name patterns")
+    p.add_argument("-o", "--plot", help="write the validation-curve overlay to this PNG")
+    add_io_args(p, data=False)
+
+
+@command("compare", "compare runs: config differences, scores over seeds, significance",
+         _compare_args)
+def cmd_compare(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from ..compare import compare
+    from ..report_text import experiment_tests
+    from ..stats import ALPHA
+
+    comp = compare(args.targets, args.runs_dir)
+    table = Table(title="configurations (mean ± sd [95% CI] over seeds)")
+    for col in ("configuration", "differs in", "runs", "params", "test loss", "accuracy",
+                "macro-F1", "best epoch", "train s"):
+        table.add_column(col)
+    for r in comp.rows():
+        table.add_row(r["configuration"], r["differences"] or "-", str(r["runs"]),
+                      f"{r['params']:,}", r["test_loss"].text(), r["test_accuracy"].text(),
+                      r["f1_macro"].text(), ", ".join(map(str, r["best_epoch"])),
+                      f"{r['train_seconds']:.1f}")
+    console().print(table)
+    for metric in ("test_accuracy", "f1_macro"):
+        for a, b, t, p_adj in experiment_tests(comp, metric):
+            if t is None:
+                print(f"{metric}: {a.label} vs {b.label}: cannot be tested")
+                continue
+            verdict = "significant" if p_adj < ALPHA else "within noise"
+            print(f"{metric}: {a.label} vs {b.label}: {t.difference:+.4f} ({t.test}, "
+                  f"p={t.p_value:.3g}, Holm p={p_adj:.3g}): {verdict}")
+    for path, why in comp.skipped:
+        print(f"skipped {path}: {why}", file=sys.stderr)
+    if args.plot:
+        from ..plots import save_figure
+
+        save_figure(comp.overlay_figure(), Path(args.plot))
+        print(args.plot)
+    return 0
+
+
+def _report_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("targets", nargs="+", metavar="RUNS_OR_SUITE",
+                   help="run directories, folders of runs, suite names or run-name patterns")
+    p.add_argument("-o", "--output", default="report", help="report folder (default ./report)")
+    p.add_argument("--title", default="mnistlab lab report")
+    add_io_args(p, data=False)
+
+
+@command("report", "write the lab report (HTML + Markdown) from recorded runs", _report_args)
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import write_report
+
+    result = write_report(args.targets, args.output, args.runs_dir, args.title)
+    for path, why in result.skipped:
+        print(f"left out {path}: {why}", file=sys.stderr)
+    print(f"{result.runs} runs in {result.configurations} configurations")
+    print(result.html)
+    print(result.markdown)
+    return 0
