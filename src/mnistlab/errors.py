@@ -8,6 +8,7 @@ __all__ = [
     "DataError",
     "RunError",
     "TrainingError",
+    "RunInterrupted",
     "EXIT_USAGE",
     "EXIT_RUNTIME",
     "EXIT_INTERRUPTED",
@@ -40,3 +41,16 @@ class TrainingError(MnistlabError):
     """Training failed at run time (e.g. the loss became NaN)."""
 
     exit_code = EXIT_RUNTIME
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after the run's checkpoint was written; `resume` continues it.
+
+    A KeyboardInterrupt, so code that does not know it still stops as on any Ctrl-C.
+    """
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, message: str, run_dir=None):
+        super().__init__(message)
+        self.run_dir = run_dir

@@ -19,7 +19,8 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["IdxHeader", "read_idx", "parse_idx_bytes", "idx_bytes", "MAX_IDX_BYTES"]
+__all__ = ["IdxHeader", "read_idx", "parse_idx_bytes", "idx_bytes", "MAX_IDX_BYTES",
+           "MAX_IDX_DIMS"]
 
 DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -30,6 +31,8 @@ DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 MAX_IDX_BYTES = 2 * 1024**3  # no MNIST-style file comes close; refuse before allocating
+MAX_IDX_DIMS = 8  # MNIST files have 1 or 3; numpy itself stops at 64
+_CHUNK_BYTES = 1024**2  # read in pieces, so memory follows the bytes present, not promised
 
 
 @dataclass(frozen=True)
@@ -61,14 +64,19 @@ def parse_header(head: bytes, name: str) -> IdxHeader:
     if code not in DTYPES:
         allowed = ", ".join(f"0x{c:02X}" for c in DTYPES)
         raise DataError(f"{name}: IDX dtype code 0x{code:02X} is unknown; allowed: {allowed}")
-    if ndim == 0:
-        raise DataError(f"{name}: IDX header declares 0 dimensions; expected at least 1")
+    if not 1 <= ndim <= MAX_IDX_DIMS:
+        raise DataError(f"{name}: IDX header declares {ndim} dimensions; expected 1 to "
+                        f"{MAX_IDX_DIMS}")
     need = 4 + 4 * ndim
     if len(head) < need:
         raise DataError(f"{name}: truncated IDX header: {len(head)} bytes, need {need}")
     shape = struct.unpack(f">{ndim}I", head[4:need])
     header = IdxHeader(DTYPES[code], tuple(int(d) for d in shape))
-    if header.data_bytes > MAX_IDX_BYTES:
+    # A zero dimension makes the size 0 but numpy still refuses absurd shapes: bound both.
+    bound = header.dtype.itemsize
+    for d in header.shape:
+        bound *= max(d, 1)
+    if bound > MAX_IDX_BYTES:
         raise DataError(
             f"{name}: IDX header declares shape {header.shape} ({header.data_bytes:,} bytes); "
             f"refusing more than {MAX_IDX_BYTES:,} bytes"
@@ -87,6 +95,18 @@ def parse_idx_bytes(data: bytes, name: str = "<bytes>") -> np.ndarray:
         )
     arr = np.frombuffer(data, dtype=header.dtype, offset=header.header_bytes)
     return arr.reshape(header.shape).astype(header.dtype.newbyteorder("="), copy=False)
+
+
+def _read_at_most(fh: BinaryIO, n: int) -> bytes:
+    """Up to `n` bytes, in chunks: `fh.read(n)` would reserve all `n` bytes before reading."""
+    chunks, left = [], n
+    while left > 0:
+        chunk = fh.read(min(left, _CHUNK_BYTES))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _open(path: Path) -> BinaryIO:
@@ -110,7 +130,7 @@ def read_idx(path: str | Path) -> tuple[np.ndarray, str]:
                 head += fh.read(4 * head[3])
             header = parse_header(head, name)
             # Read at most one byte more than promised: enough to detect trailing data.
-            body = fh.read(header.data_bytes + 1)
+            body = _read_at_most(fh, header.data_bytes + 1)
     except (OSError, EOFError, zlib.error) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise DataError(f"{name}: cannot read: {exc.strerror}") from None

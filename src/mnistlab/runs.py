@@ -9,11 +9,13 @@ reader sees either the old file or the new one, never half of one. A run directo
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from .errors import RunError
 
 __all__ = ["runs_root", "create_run_dir", "atomic_write_bytes", "atomic_write_text",
            "write_json", "write_status", "read_status", "write_history", "read_history",
-           "RunInfo", "load_run", "list_runs", "safe_name"]
+           "RunInfo", "load_run", "list_runs", "safe_name", "resolve_run_dir"]
 
 STATUSES = ("running", "complete", "failed", "interrupted")
 
@@ -72,8 +74,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise RunError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        hint = ("; the disk is full: free space or pass --runs-dir on another disk"
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        raise RunError(f"{path}: cannot write ({exc.strerror or exc}){hint}") from None
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -135,6 +142,48 @@ class RunInfo:
         return self.path.name
 
 
+def resolve_run_dir(run: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """A run given as a directory path, or as a plain name inside the runs folder.
+
+    A name is looked up only as one path component (no separators, no leading dots), so a
+    run name cannot point outside the runs folder.
+    """
+    text = str(run)
+    path = Path(text).expanduser()
+    if text and path.is_dir():
+        return path
+    root = runs_root(runs_dir)
+    if text and safe_name(text) == text and (root / text).is_dir():
+        return root / text
+    raise RunError(f"{run}: no such run directory (not a folder, and no run of that name in "
+                   f"{root}); list runs with `mnistlab runs`")
+
+
+def _zip_problem(path: Path) -> str | None:
+    """torch.save and np.savez write zip files: a truncated one has lost its central directory
+    (at the end), so opening the directory catches truncation without reading the data."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.namelist()
+    except FileNotFoundError:
+        return f"{path.name}: missing"
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        return f"{path.name}: unreadable ({type(exc).__name__})"
+    return None
+
+
+def _process_gone(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def load_run(path: str | Path) -> RunInfo:
     """Read a run directory without ever raising on damaged content."""
     import tomllib
@@ -149,16 +198,33 @@ def load_run(path: str | Path) -> RunInfo:
         config = tomllib.loads((path / "config.toml").read_text())
     except (OSError, ValueError) as exc:
         problems.append(f"config.toml: {type(exc).__name__}")
+    if config is not None and not all(isinstance(v, dict) for k, v in config.items()
+                                      if k != "description"):
+        problems.append("config.toml: not a table of sections")
+        config = None
     if status["status"] == "complete":
         try:
             metrics = json.loads((path / "metrics.json").read_text())
         except (OSError, ValueError) as exc:
             problems.append(f"metrics.json: {type(exc).__name__}")
+        if metrics is not None and not (isinstance(metrics, dict) and isinstance(
+                metrics.get("test_accuracy"), int | float)):
+            problems.append("metrics.json: no test_accuracy")
+            metrics = None
+        problems += [p for p in (_zip_problem(path / "model.pt"),
+                                 _zip_problem(path / "predictions.npz")) if p]
+    elif (path / "checkpoint.pt").exists():
+        problems += [p for p in (_zip_problem(path / "checkpoint.pt"),) if p]
+    if status["status"] == "running" and _process_gone(status.get("pid")):
+        problems.append(f"process {status['pid']} is gone (killed?); `mnistlab resume` "
+                        "continues from the last checkpoint")
     try:
         if (path / "history.csv").exists():
             history = read_history(path / "history.csv")
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
         problems.append(f"history.csv: {type(exc).__name__}")
+    if status["status"] == "corrupt":
+        problems.insert(0, status["detail"])
     state = status["status"]
     if state == "complete" and problems:
         state = "corrupt"
@@ -169,8 +235,9 @@ def list_runs(root: Path) -> list[RunInfo]:
     """Every run directory under `root`, oldest first."""
     if not root.is_dir():
         return []
-    out = []
-    for child in sorted(root.iterdir()):
-        if child.is_dir() and not child.name.startswith("."):
-            out.append(load_run(child))
-    return out
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        raise RunError(f"{root}: cannot list the runs folder ({exc.strerror})") from None
+    return [load_run(child) for child in children
+            if child.is_dir() and not child.name.startswith(".")]

@@ -1,0 +1,55 @@
+"""`mnistlab predict`: classify real image files with a finished run."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import command
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a complete run directory, or its name inside the runs folder")
+    p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
+                   help="PNG/JPEG/BMP/GIF files, or folders of them (not recursive)")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="classes shown per image")
+    p.add_argument("--csv", metavar="OUT", help="also write file,prediction,probability,... here")
+    p.add_argument("--show", metavar="DIR",
+                   help="write each 28x28 input the network saw as a PNG into DIR")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse larger images (default 40,000,000)")
+    p.add_argument("--runs-dir", help="runs folder (default: $MNISTLAB_RUNS or ./runs)")
+
+
+@command("predict", "classify image files with a trained run (exit 0 only if all succeed)",
+         _predict_args)
+def cmd_predict(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..errors import EXIT_USAGE, ConfigError
+    from ..imageprep import MAX_PIXELS
+    from ..predict import predict_files, save_seen_frames, write_predictions_csv
+    from ..runs import resolve_run_dir
+
+    if args.top < 1:
+        raise ConfigError(f"--top must be an int >= 1; got {args.top}")
+    max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
+    if max_pixels < 1:
+        raise ConfigError(f"--max-pixels must be an int >= 1; got {max_pixels}")
+    run_dir = resolve_run_dir(args.run, args.runs_dir)
+    results = predict_files(run_dir, args.images, top=args.top, max_pixels=max_pixels)
+    for r in results:
+        if r.ok:
+            best = "  ".join(f"{name} {prob:.4f}" for _, name, prob in r.top)
+            print(f"{r.path}: {best}")
+        else:
+            print(f"mnistlab predict: {r.path}: {r.error}", file=sys.stderr)
+    if args.csv:
+        k = max((len(r.top) for r in results), default=0) or args.top  # top is capped
+        write_predictions_csv(results, args.csv, k)
+    if args.show:
+        save_seen_frames(results, args.show)
+    failed = sum(not r.ok for r in results)
+    if failed:
+        print(f"mnistlab predict: {failed} of {len(results)} files could not be predicted",
+              file=sys.stderr)
+    return EXIT_USAGE if failed else 0
