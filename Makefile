@@ -6,6 +6,8 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 RUN_ARGS ?=
+# The datasets beside this checkout (../shared/data), unless the user points elsewhere.
+export MNISTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 
 .PHONY: run test lint bench clean venv dev
 
@@ -26,7 +28,8 @@ venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed
-	$(BIN)/mnistlab run raw/final $(RUN_ARGS)
+	$(BIN)/mnistlab suite run lab-final $(RUN_ARGS)
+	$(BIN)/mnistlab report lab-final -o report
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

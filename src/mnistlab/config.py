@@ -63,11 +63,12 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    kind: str = "mlp"  # mlp (cnn comes with its layer list)
+    kind: str = "mlp"  # mlp (from `hidden`) | cnn (from `layers`)
     hidden: tuple[int, ...] = (300,)  # MLP hidden layer widths, input to output
     activation: str = "relu"  # hidden-layer activation
     dropout: float = 0.0  # dropout rate after each hidden layer (0 = none), Keras semantics
     kernel_initializer: str = "glorot_uniform"  # Keras default; biases always start at zero
+    layers: tuple[dict, ...] | None = None  # CNN layer tables (see mnistlab.layers.LAYER_RULES)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ TOP_LEVEL_KEYS = ("description", "base")
 class Rule:
     """What one field accepts; `describe()` is the text after 'must be'."""
 
-    kind: str  # int | float | bool | str | choice | int_list | validation
+    kind: str  # int | float | bool | str | choice | int_list | validation | layers
     low: float | None = None
     high: float | None = None
     high_open: bool = False
@@ -149,6 +150,7 @@ class Rule:
             "str": "a string",
             "choice": "one of " + ", ".join(repr(c) for c in self.choices),
             "int_list": f"a list of 1 to {self.max_items} ints in {rng}",
+            "layers": "a list of layer tables",
             "validation": f"\"test\" or a fraction in {rng}",
         }[self.kind]
         return text + (" (or left out)" if self.optional else "")
@@ -169,11 +171,12 @@ RULES: dict[str, Rule] = {
     "features.cells_per_block": Rule("int", 1, 28),
     "features.block_norm": Rule("choice", choices=BLOCK_NORMS),
     "features.transform_sqrt": Rule("bool"),
-    "model.kind": Rule("choice", choices=("mlp",)),
+    "model.kind": Rule("choice", choices=("mlp", "cnn")),
     "model.hidden": Rule("int_list", 1, 65536),
     "model.activation": Rule("choice", choices=ACTIVATIONS),
     "model.dropout": Rule("float", 0.0, 1.0, high_open=True),
     "model.kernel_initializer": Rule("choice", choices=INITIALIZERS),
+    "model.layers": Rule("layers", optional=True),
     "optimizer.name": Rule("choice", choices=("rmsprop",)),
     "optimizer.learning_rate": Rule("float", 0.0, 10.0, low_open=True),
     "optimizer.rho": Rule("float", 0.0, 1.0, high_open=True),
@@ -206,6 +209,14 @@ def _in_range(rule: Rule, x: float) -> bool:
     return True
 
 
+def _finite(x: float) -> bool:
+    """True for a finite float and for an int that converts to one (10**400 does not)."""
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def check_value(source: str, path: str, rule: Rule, value: Any) -> Any:
     """Return `value` normalised for its field, or raise the one-shape ConfigError."""
     if value is None and rule.optional:
@@ -232,7 +243,7 @@ def check_value(source: str, path: str, rule: Rule, value: Any) -> Any:
             return value
     elif k == "float":
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and math.isfinite(value) and _in_range(rule, value):
+        if ok and _finite(value) and _in_range(rule, value):
             return float(value)
     elif k == "validation":
         if value == "test":
@@ -240,11 +251,20 @@ def check_value(source: str, path: str, rule: Rule, value: Any) -> Any:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if ok and _in_range(rule, value):
             return float(value)
+    elif k == "layers":
+        from .layers import check_layers
+
+        return check_layers(source, path, value)
     elif k == "int_list":
         if isinstance(value, list | tuple) and 1 <= len(value) <= rule.max_items:
             item = Rule("int", rule.low, rule.high)
             return tuple(check_value(source, f"{path}[{i}]", item, v) for i, v in enumerate(value))
     raise _bad(source, path, rule, value)
+
+
+def _shown(key: str) -> str:
+    """A key as typed when printable, else quoted: a quoted TOML key may hold line breaks."""
+    return key if key.isprintable() else repr(key)
 
 
 def _closest(name: str, valid: list[str]) -> str:
@@ -273,7 +293,7 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>") -> Exper
         for key, value in given.items():
             if key not in names:
                 raise ConfigError(
-                    f"{source}: unknown key {name}.{key}; allowed: {', '.join(names)}"
+                    f"{source}: unknown key {name}.{_shown(key)}; allowed: {', '.join(names)}"
                     + _closest(key, names)
                 )
             values[key] = check_value(source, f"{name}.{key}", RULES[f"{name}.{key}"], value)
@@ -297,6 +317,10 @@ def _check_across_fields(exp: Experiment, source: str) -> None:
             f"{source}: at most one of optimizer.clipvalue, optimizer.clipnorm and "
             f"optimizer.global_clipnorm may be set (as in Keras 3); got {given}"
         )
+    if exp.model.kind == "cnn" or exp.model.layers is not None:
+        from .layers import check_model_layers
+
+        check_model_layers(exp, source)
     if exp.features.kind == "hog":
         from .features import check_feature_args
 
@@ -325,7 +349,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"--set: key must look like section.key (e.g. model.dropout); got {key!r}")
     try:
         value = tomllib.loads(f"v = {value_text.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = value_text.strip()
     return parts, value
 
@@ -350,8 +374,19 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: is a folder; expected an experiment .toml file") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError as exc:  # e.g. a NUL character in a `base` path
+        raise ConfigError(f"{path!r}: not a usable file name ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _exists(text: str) -> bool:
+    try:
+        return Path(text).exists()
+    except (OSError, ValueError):  # a name too long, a NUL byte: not a file we can read
+        return False
 
 
 def resolve_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
@@ -363,7 +398,7 @@ def resolve_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict[s
         raise ConfigError(f"{text}: 'base' chain loops: {' -> '.join([*_seen, text])}")
     if presets.is_preset(text):
         raw, label = presets.read_preset(text), f"preset {text}"
-    elif text.endswith(".toml") or Path(text).exists():
+    elif text.endswith(".toml") or _exists(text):
         raw, label = read_toml(Path(text)), text
     else:
         raise presets.unknown_preset_error(text)

@@ -1,23 +1,38 @@
-"""Models as layer lists: build them in PyTorch with Keras's initialisation, and count them.
+"""Models as layer lists, built in PyTorch with Keras's initialisation.
 
-An MLP config (`hidden`, `activation`, `dropout`) is expanded into the same layer list a CNN
-uses, so building, parameter arithmetic and summaries are written once. The network outputs
-logits; softmax is applied in the loss (cross-entropy on logits equals Keras's categorical
-cross-entropy on a softmax output) and when predicting.
+An MLP config (`hidden`, `activation`, `dropout`) and a CNN's `model.layers` both expand into one
+layer list (`mnistlab.layers.layer_specs`), so building, parameter arithmetic and summaries are
+written once. The network outputs logits; softmax is applied in the loss (cross-entropy on logits
+equals Keras's categorical cross-entropy on a softmax output) and when predicting.
+
+A CNN takes (B, H, W) images and adds the channel dimension; `Flatten` reads the map in Keras's
+H, W, C order, so Dense weights line up with a Keras model's. Activations are NCHW by default:
+channels-last (NHWC) costs the same CPU time per image on the lab's networks (measured with one
+thread) and was many times slower with two threads on a busy machine (benchmarks/bench_cnn.py).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .config import ACTIVATIONS, ModelConfig
+from .layers import (
+    LayerInfo,
+    compare_text,
+    count_parameters,
+    describe_layers,
+    layer_specs,
+    model_input_shape,
+    output_shapes,
+    summary_text,
+)
 
 __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_parameters",
-           "ACTIVATION_MODULES"]
+           "summary_text", "compare_text", "ACTIVATION_MODULES", "set_memory_format",
+           "preferred_chunk_size", "CNN_CHUNK_SIZE"]
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -32,78 +47,26 @@ ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
 assert set(ACTIVATION_MODULES) == set(ACTIVATIONS)  # the config's choices are buildable
 
 
-@dataclass(frozen=True)
-class LayerInfo:
-    """One layer as a Keras summary shows it, plus how its parameter count is obtained."""
+class ImagesIn(nn.Module):
+    """(B, H, W) images -> (B, 1, H, W), in channels-last memory when `channels_last`."""
 
-    name: str
-    kind: str  # Dense, Dropout, Flatten, ...
-    output_shape: tuple[int, ...]  # Keras order, without the batch dimension (H, W, C) or (F,)
-    weights: int
-    biases: int
-    formula: str  # "Dense 784 -> 250: 784 x 250 = 196,000 weights + 250 biases = 196,250"
-    mult_adds: int  # multiply-adds per image
+    def __init__(self, channels_last: bool = False):
+        super().__init__()
+        self.channels_last = channels_last
 
-    @property
-    def params(self) -> int:
-        return self.weights + self.biases
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(1)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
 
-def layer_specs(cfg: ModelConfig, n_classes: int = 10) -> list[dict]:
-    """The model as a list of layer dicts, ending with the Dense(n_classes) softmax layer."""
-    specs: list[dict] = [{"type": "flatten"}]
-    for width in cfg.hidden:
-        specs.append({"type": "dense", "units": width, "activation": cfg.activation})
-        if cfg.dropout > 0:
-            specs.append({"type": "dropout", "rate": cfg.dropout})
-    specs.append({"type": "dense", "units": n_classes, "activation": "softmax"})
-    return specs
+class FlattenHWC(nn.Module):
+    """Keras's Flatten of an (H, W, C) map: (B, C, H, W) -> (B, H * W * C).
 
-
-def _fmt(n: int) -> str:
-    return f"{n:,}"
-
-
-def describe_layers(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int = 10
-                    ) -> list[LayerInfo]:
-    """Output shape and parameter arithmetic of every layer, without building the model.
-
-    `input_shape` is one sample's feature shape: (28, 28) raw images or (F,) features.
+    For a channels-last tensor the permute is a free view; for NCHW it costs one small copy.
     """
-    shape = tuple(input_shape)
-    infos: list[LayerInfo] = []
-    counts: dict[str, int] = {}
-    for spec in layer_specs(cfg, n_classes):
-        kind = spec["type"]
-        counts[kind] = counts.get(kind, 0) + 1
-        name = f"{kind}_{counts[kind]}" if counts[kind] > 1 else kind
-        if kind == "flatten":
-            out = (math.prod(shape),)
-            infos.append(LayerInfo(name, "Flatten", out, 0, 0, f"Flatten {_shape(shape)} -> "
-                                   f"{out[0]:,}: no parameters", 0))
-        elif kind == "dense":
-            n_in, n_out = shape[-1], spec["units"]
-            w, b = n_in * n_out, n_out
-            formula = (f"Dense {n_in:,} -> {n_out:,}: {n_in:,} x {n_out:,} = {_fmt(w)} weights"
-                       f" + {_fmt(b)} biases = {_fmt(w + b)}")
-            out = (n_out,)
-            infos.append(LayerInfo(name, "Dense", out, w, b, formula, w))
-        elif kind == "dropout":
-            out = shape
-            infos.append(LayerInfo(name, "Dropout", out, 0, 0,
-                                   f"Dropout {spec['rate']}: no parameters", 0))
-        else:
-            raise ValueError(f"unknown layer type {kind!r}")
-        shape = out
-    return infos
 
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def count_parameters(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int = 10) -> int:
-    return sum(i.params for i in describe_layers(cfg, input_shape, n_classes))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).reshape(len(x), -1)
 
 
 def _init_kernel(weight: torch.Tensor, initializer: str) -> None:
@@ -120,55 +83,77 @@ def _init_kernel(weight: torch.Tensor, initializer: str) -> None:
         nn.init.trunc_normal_(weight, 0.0, std, -2 * std, 2 * std)
 
 
+def _same_padding(size: int, k: int, s: int) -> tuple[int, int]:
+    """Keras 'same': total padding so the output is ceil(size / s), the odd pixel at the end."""
+    total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _conv(spec: dict, shape: tuple[int, ...]) -> list[nn.Module]:
+    """Conv2D with Keras's padding; an asymmetric 'same' pad becomes a ZeroPad2d in front."""
+    h, w, c = shape
+    k, s = spec["kernel_size"], spec["strides"]
+    pads = [(0, 0), (0, 0)] if spec["padding"] == "valid" else [
+        _same_padding(h, k, s), _same_padding(w, k, s)]
+    modules: list[nn.Module] = []
+    if all(a == b for a, b in pads):
+        conv = nn.Conv2d(c, spec["filters"], k, s, padding=(pads[0][0], pads[1][0]))
+    else:
+        (top, bottom), (left, right) = pads
+        modules.append(nn.ZeroPad2d((left, right, top, bottom)))
+        conv = nn.Conv2d(c, spec["filters"], k, s)
+    _init_kernel(conv.weight, spec["kernel_initializer"])
+    nn.init.zeros_(conv.bias)
+    return [*modules, conv]
+
+
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int = 10,
-                seed: int | None = None) -> nn.Sequential:
-    """PyTorch module producing logits; kernels by `cfg.kernel_initializer`, biases zero."""
+                seed: int | None = None, channels_last: bool = False) -> nn.Sequential:
+    """PyTorch module producing logits; kernels by the layer's (or model's) initialiser, biases
+    zero. `channels_last=True` runs a CNN in NHWC memory (same parameters, same results)."""
     if seed is not None:
         torch.manual_seed(seed)
-    shape = tuple(input_shape)
-    modules: list[nn.Module] = []
-    for spec in layer_specs(cfg, n_classes):
+    specs = layer_specs(cfg, n_classes)
+    shapes = output_shapes(cfg, input_shape, n_classes)
+    shape = model_input_shape(cfg, input_shape)
+    modules: list[nn.Module] = [ImagesIn(channels_last)] if cfg.kind == "cnn" else []
+    for spec, out in zip(specs, shapes, strict=True):
         kind = spec["type"]
         if kind == "flatten":
-            modules.append(nn.Flatten())
-            shape = (math.prod(shape),)
+            modules.append(FlattenHWC() if len(shape) == 3 else nn.Flatten())
+        elif kind == "conv2d":
+            modules.extend(_conv(spec, shape))
+        elif kind == "maxpool2d":
+            modules.append(nn.MaxPool2d(spec["pool_size"], spec["strides"]))
         elif kind == "dense":
             linear = nn.Linear(shape[-1], spec["units"])
-            _init_kernel(linear.weight, cfg.kernel_initializer)
+            _init_kernel(linear.weight, spec.get("kernel_initializer", cfg.kernel_initializer))
             nn.init.zeros_(linear.bias)
             modules.append(linear)
-            if spec["activation"] != "softmax":  # the softmax lives in the loss
-                modules.append(ACTIVATION_MODULES[spec["activation"]]())
-            shape = (spec["units"],)
         elif kind == "dropout":
             modules.append(nn.Dropout(spec["rate"]))
+        if kind in ("conv2d", "dense") and spec["activation"] != "softmax":  # softmax: in loss
+            modules.append(ACTIVATION_MODULES[spec["activation"]]())
+        shape = out
     return nn.Sequential(*modules)
 
 
-def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int = 10,
-                 title: str = "") -> str:
-    """A Keras-style summary followed by how each layer's count is obtained."""
-    infos = describe_layers(cfg, input_shape, n_classes)
-    lines = [f"Model: {title}" if title else "Model", ""]
-    lines.append(f"{'Layer (type)':<28}{'Output shape':<18}{'Weights':>12}{'Biases':>10}"
-                 f"{'Params':>12}")
-    lines.append("-" * 80)
-    lines.append(f"{'input (Input)':<28}{_shape(tuple(input_shape)):<18}{0:>12}{0:>10}{0:>12}")
-    for i in infos:
-        lines.append(f"{i.name + ' (' + i.kind + ')':<28}{_shape(i.output_shape):<18}"
-                     f"{_fmt(i.weights):>12}{_fmt(i.biases):>10}{_fmt(i.params):>12}")
-    lines.append("-" * 80)
-    weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
-    lines.append(f"Total params: {_fmt(weights + biases)} ({_fmt(weights)} weights + "
-                 f"{_fmt(biases)} biases)")
-    lines.append(f"Inputs: {_shape(tuple(input_shape))} = {_fmt(math.prod(input_shape))} values; "
-                 f"outputs: {n_classes} class probabilities (softmax)")
-    lines.append(f"Multiply-adds per image: {_fmt(sum(i.mult_adds for i in infos))}")
-    lines.append("")
-    lines.append("How each count is obtained:")
-    for i in infos:
-        if i.params:
-            lines.append(f"  {i.name}: {i.formula}")
-    terms = " + ".join(_fmt(i.params) for i in infos if i.params)
-    lines.append(f"  total: {terms} = {_fmt(weights + biases)}")
-    return "\n".join(lines) + "\n"
+def set_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
+    """Switch a built CNN between channels-last and NCHW activations (parameters unchanged)."""
+    for m in model.modules():
+        if isinstance(m, ImagesIn):
+            m.channels_last = channels_last
+    return model
+
+
+# Images per forward pass for a CNN on the CPU (see benchmarks/bench_cnn.py): small enough for a
+# chunk's activations to stay in cache, large enough to keep the convolution kernels busy.
+CNN_CHUNK_SIZE = 256
+
+
+def preferred_chunk_size(cfg: ModelConfig, device: torch.device | str = "cpu") -> int | None:
+    """Chunk size for `train.fit`: CNNs on the CPU train in cache-sized chunks; MLPs (one large
+    matrix product per layer) and GPUs are fastest with the whole batch at once."""
+    if cfg.kind != "cnn" or torch.device(device).type != "cpu":
+        return None
+    return CNN_CHUNK_SIZE

@@ -7,8 +7,11 @@ written; `resume_run` continues from it with the same result as an uninterrupted
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import io
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,10 @@ from . import __version__
 from .config import Experiment, config_digest, experiment_from_dict, to_toml
 from .data import Splits, cache_dir, load_dataset, make_splits
 from .datasets import DatasetSpec
-from .errors import RunError, TrainingError
+from .errors import RunError, RunInterrupted, TrainingError
 from .features import extract_features
 from .metrics import classification_scores
-from .models import build_model, count_parameters, summary_text
+from .models import build_model, count_parameters, preferred_chunk_size, summary_text
 from .runs import (
     atomic_write_bytes,
     atomic_write_text,
@@ -34,7 +37,17 @@ from .runs import (
     write_json,
     write_status,
 )
-from .train import History, evaluate, fit, make_optimizer, resolve_device, set_threads
+from .train import (
+    EpochPosition,
+    History,
+    StopTraining,
+    evaluate,
+    fit,
+    make_optimizer,
+    resolve_device,
+    set_threads,
+    stop_on_interrupt,
+)
 
 __all__ = ["Reporter", "RunResult", "prepare_data", "run_experiment", "resume_run"]
 
@@ -87,10 +100,18 @@ def _versions() -> dict[str, str]:
             "platform": platform.platform()}
 
 
-def _checkpoint(run_dir: Path, model, optimizer, history: History, digest: str) -> None:
+CHECKPOINT_KEYS = ("model", "optimizer", "torch_rng", "history", "epochs_done", "config_digest")
+
+
+def _checkpoint(run_dir: Path, model, optimizer, history: History, digest: str,
+                position: EpochPosition | None = None) -> None:
+    """Everything a bit-identical resume needs: weights, optimiser slots, the global torch RNG
+    (dropout draws), the history and, after Ctrl-C mid-epoch, the position inside the epoch.
+    Shuffling needs nothing saved: its order is a function of (seed, epoch)."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "torch_rng": torch.get_rng_state(), "history": history.as_dict(),
-             "epochs_done": len(history), "config_digest": digest}
+             "epochs_done": len(history), "config_digest": digest,
+             "position": None if position is None else dataclasses.asdict(position)}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     buf = io.BytesIO()
@@ -106,12 +127,16 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
     splits, spec = prepare_data(exp, data_dir)  # DataError here: no run directory yet
     device = resolve_device(exp.training.device)
     run_dir = create_run_dir(runs_root(runs_dir), exp.output.name or "run")
-    write_status(run_dir, "running")
-    atomic_write_text(run_dir / "config.toml", to_toml(exp))
     in_shape = tuple(splits.x_train.shape[1:])
     n_classes = len(spec.class_names)
-    atomic_write_text(run_dir / "summary.txt",
-                      summary_text(exp.model, in_shape, n_classes, title=exp.output.name))
+    try:
+        write_status(run_dir, "running")
+        atomic_write_text(run_dir / "config.toml", to_toml(exp))
+        atomic_write_text(run_dir / "summary.txt",
+                          summary_text(exp.model, in_shape, n_classes, title=exp.output.name))
+    except RunError:  # disk full or folder gone: leave no half-made run behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return _train_into(run_dir, exp, splits, spec, device, None, reporter)
 
 
@@ -133,16 +158,27 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
     exp = experiment_from_dict(raw, str(run_dir / "config.toml"))
     checkpoint = None
     if (run_dir / "checkpoint.pt").exists():
-        try:
-            checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise RunError(f"{run_dir}/checkpoint.pt: unreadable ({exc}); cannot resume") from None
+        checkpoint = _load_checkpoint(run_dir / "checkpoint.pt")
         if checkpoint.get("config_digest") != config_digest(exp):
             raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
     splits, spec = prepare_data(exp, data_dir)
     device = resolve_device(exp.training.device)
     write_status(run_dir, "running", resumed=True)
     return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter)
+
+
+def _load_checkpoint(path: Path) -> dict:
+    try:
+        checkpoint = torch.load(path, weights_only=True)  # plain data: never unpickle code
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
+        raise RunError(f"{path}: unreadable ({type(exc).__name__}); cannot resume. Delete it "
+                       "to restart the run from epoch 1") from None
+    missing = [k for k in CHECKPOINT_KEYS
+               if not isinstance(checkpoint, dict) or k not in checkpoint]
+    if missing:
+        raise RunError(f"{path}: not a mnistlab checkpoint (missing {', '.join(missing)}); "
+                       "cannot resume")
+    return checkpoint
 
 
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
@@ -155,6 +191,7 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     model = build_model(exp.model, in_shape, n_classes, seed=exp.training.seed).to(device)
     optimizer = make_optimizer(model.parameters(), exp.optimizer)
     history = History()
+    position = None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -163,6 +200,8 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
             torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
         for key, values in checkpoint["history"].items():
             getattr(history, key).extend(values)
+        if checkpoint.get("position"):
+            position = EpochPosition(**checkpoint["position"])
     train, val, test = _tensors(splits, device)
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -173,23 +212,53 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     if reporter:
         reporter.start(exp.output.name, exp.training.epochs, len(history))
     try:
-        fit(model, optimizer, train, val, exp.training, history, on_epoch,
-            reporter.batch if reporter else None)
+        with stop_on_interrupt() as stop_requested:  # still armed while the stop is saved
+            try:
+                fit(model, optimizer, train, val, exp.training, history, on_epoch,
+                    reporter.batch if reporter else None, position, stop_requested,
+                    preferred_chunk_size(exp.model, device))
+            except StopTraining as stop:
+                # First Ctrl-C, at a batch boundary: save the exact mid-epoch state (the
+                # per-epoch checkpoint already holds an epoch boundary).
+                pos = stop.position
+                if pos is not None:
+                    _checkpoint(run_dir, model, optimizer, history, digest, pos)
+                where = f"epoch {len(history)}" + (f" + {pos.batch} batches" if pos else "")
+                write_status(run_dir, "interrupted", epochs_done=len(history),
+                             batches_done=pos.batch if pos else 0)
+                raise RunInterrupted(f"interrupted after {where}; checkpoint saved. Continue "
+                                     f"with: mnistlab resume {run_dir}", run_dir) from None
     except TrainingError as exc:
         write_history(run_dir / "history.csv", history.as_dict())
         write_status(run_dir, "failed", error=str(exc), epochs_done=len(history))
         raise
+    except RunInterrupted:
+        raise
     except KeyboardInterrupt:
+        # Second Ctrl-C (or one outside the loop): the last epoch checkpoint stays valid.
         write_status(run_dir, "interrupted", epochs_done=len(history))
+        raise
+    except RunError as exc:  # e.g. disk full while checkpointing
+        _mark_failed(run_dir, exc, len(history))
         raise
     finally:
         if reporter:
             reporter.stop()
-    result = evaluate(model, *test)
+    result = evaluate(model, *test, batch_size=preferred_chunk_size(exp.model, device) or 8192)
     metrics = _metrics(exp, spec, splits, result, history, in_shape, device, threads)
-    _write_outputs(run_dir, exp, spec, splits, result, history, model, metrics)
+    try:
+        _write_outputs(run_dir, exp, spec, splits, result, history, model, metrics)
+    except RunError as exc:  # the last checkpoint is intact: `resume` writes these again
+        _mark_failed(run_dir, exc, len(history))
+        raise
     write_status(run_dir, "complete", epochs_done=len(history))
     return RunResult(run_dir, metrics, history.as_dict())
+
+
+def _mark_failed(run_dir: Path, exc: Exception, epochs_done: int) -> None:
+    """Record a failure in status.json if the disk still lets us (it may be the full one)."""
+    with contextlib.suppress(RunError):
+        write_status(run_dir, "failed", error=str(exc), epochs_done=epochs_done)
 
 
 def _metrics(exp, spec, splits, result, history: History, in_shape, device, threads) -> dict:

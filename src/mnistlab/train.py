@@ -8,10 +8,13 @@ validation curve can sit below its training curve. We log the same, plus seconds
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +27,8 @@ from .errors import TrainingError
 from .optim import RMSprop
 
 __all__ = ["History", "EvalResult", "resolve_device", "set_threads", "make_optimizer",
-           "train_one_epoch", "evaluate", "fit", "epoch_generator"]
+           "train_one_epoch", "evaluate", "fit", "epoch_generator", "EpochPosition",
+           "StopTraining", "StopFlag", "stop_on_interrupt"]
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
@@ -82,6 +86,62 @@ def make_optimizer(params, cfg: OptimizerConfig) -> RMSprop:
                    clipnorm=cfg.clipnorm, global_clipnorm=cfg.global_clipnorm)
 
 
+@dataclass(frozen=True)
+class EpochPosition:
+    """Where a stopped epoch stands: its next batch and the exact running sums so far."""
+
+    epoch: int  # 0-based epoch that was under way
+    batch: int  # batches already done in it (the next one to run)
+    loss_sum: float  # float64 sum of batch loss * batch size so far (exact as saved)
+    correct: int  # correctly classified training samples so far
+    seconds: float  # time already spent in this epoch
+
+
+class StopTraining(KeyboardInterrupt):
+    """Raised at a batch boundary after Ctrl-C; `position` is None at an epoch boundary."""
+
+    def __init__(self, position: EpochPosition | None):
+        super().__init__("training stopped at a batch boundary")
+        self.position = position
+
+
+class StopFlag:
+    """Set by the first Ctrl-C; the training loop polls it between batches."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def __call__(self) -> bool:
+        return self.requested
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[StopFlag]:
+    """First SIGINT asks the loop to stop at the next batch boundary; a second one aborts.
+
+    Outside the main thread (Dask workers, notebooks' executor threads) signals cannot be
+    caught, so the flag simply never rises there and Ctrl-C keeps its default behaviour.
+    """
+    flag = StopFlag()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        if flag.requested:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        flag.requested = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    if previous is None:  # installed outside Python: restore Python's default on exit
+        previous = signal.default_int_handler
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """Shuffling order depends only on (seed, epoch), so a resumed run shuffles identically."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
@@ -95,30 +155,75 @@ def train_one_epoch(
     batch_size: int,
     order: torch.Tensor | None,
     on_batch: Callable[[int, int], None] | None = None,
+    start: EpochPosition | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[float, float]:
-    """One pass over (x, y) in `order` -> (mean loss, accuracy), weighted by batch size."""
+    """One pass over (x, y) in `order` -> (mean loss, accuracy), weighted by batch size.
+
+    `start` continues a stopped epoch at its next batch with its sums; when `should_stop()`
+    turns true between two batches, StopTraining carries the position to save (its `epoch`
+    and `seconds` are filled in by `fit`). `chunk_size` splits each batch into pieces whose
+    gradients add up before the one optimiser step (see `_chunked_backward`).
+    """
     model.train()
     n = len(x)
     loss_sum = torch.zeros((), dtype=torch.float64, device=x.device)
     correct = torch.zeros((), dtype=torch.int64, device=x.device)
+    first = 0
+    if start is not None:
+        loss_sum += start.loss_sum
+        correct += start.correct
+        first = start.batch
     n_batches = math.ceil(n / batch_size)
-    for b in range(n_batches):
+    for b in range(first, n_batches):
         if order is None:
             xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
         else:
             idx = order[b * batch_size:(b + 1) * batch_size]
             xb, yb = x[idx], y[idx]
-        logits = model(xb)
-        loss = F.cross_entropy(logits, yb)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        with torch.no_grad():
-            loss_sum += loss.detach().double() * len(yb)
-            correct += (logits.argmax(1) == yb).sum()
+        if chunk_size and chunk_size < len(yb):
+            batch_loss_sum, batch_correct = _chunked_backward(model, xb, yb, chunk_size)
+            optimizer.step()
+            loss_sum += batch_loss_sum
+            correct += batch_correct
+        else:
+            logits = model(xb)
+            loss = F.cross_entropy(logits, yb)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                loss_sum += loss.detach().double() * len(yb)
+                correct += (logits.argmax(1) == yb).sum()
         if on_batch is not None:
             on_batch(b + 1, n_batches)
+        if should_stop is not None and b + 1 < n_batches and should_stop():
+            raise StopTraining(EpochPosition(-1, b + 1, float(loss_sum), int(correct), 0.0))
     return float(loss_sum) / n, int(correct) / n
+
+
+def _chunked_backward(model: nn.Module, xb: torch.Tensor, yb: torch.Tensor, chunk_size: int
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradients of the batch's mean loss, accumulated over chunks -> (loss sum, correct).
+
+    sum_c (sum of losses in chunk c) / B is the batch mean, so the step equals the whole-batch
+    step up to float rounding, while each chunk's activations stay in cache (a 4096-image
+    batch of 28x28x9 maps is 115 MB; a 256-image chunk is 7 MB). Valid because no layer mixes
+    samples (no batch normalisation).
+    """
+    n = len(yb)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=yb.device)
+    correct = torch.zeros((), dtype=torch.int64, device=yb.device)
+    for s in range(0, n, chunk_size):
+        xc, yc = xb[s:s + chunk_size], yb[s:s + chunk_size]
+        logits = model(xc)
+        chunk_loss = F.cross_entropy(logits, yc, reduction="sum")
+        (chunk_loss / n).backward()
+        with torch.no_grad():
+            loss_sum += chunk_loss.detach().double()
+            correct += (logits.argmax(1) == yc).sum()
+    return loss_sum, correct
 
 
 @torch.no_grad()
@@ -147,24 +252,43 @@ def fit(
     history: History | None = None,
     on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    position: EpochPosition | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    chunk_size: int | None = None,
 ) -> History:
-    """Train from `len(history)` up to `cfg.epochs`; raises TrainingError when the loss is NaN."""
+    """Train from `len(history)` (and `position` within that epoch) up to `cfg.epochs`.
+
+    `chunk_size` (e.g. `models.preferred_chunk_size`) bounds the images per forward pass in
+    training and validation; the optimiser still steps once per `cfg.batch_size` batch.
+
+    Raises TrainingError when the loss is NaN, and StopTraining when `should_stop()` turns true
+    (checked between batches and after each epoch's callback).
+    """
     history = history if history is not None else History()
     x, y = train
     for epoch in range(len(history), cfg.epochs):
-        start = time.perf_counter()
+        pos = position if position is not None and position.epoch == epoch else None
+        start = time.perf_counter() - (pos.seconds if pos else 0.0)
         order = (torch.randperm(len(x), generator=epoch_generator(cfg.seed, epoch)).to(x.device)
                  if cfg.shuffle else None)
-        loss, acc = train_one_epoch(model, optimizer, x, y, cfg.batch_size, order, on_batch)
+        try:
+            loss, acc = train_one_epoch(model, optimizer, x, y, cfg.batch_size, order, on_batch,
+                                        pos, should_stop, chunk_size)
+        except StopTraining as stop:
+            p = stop.position
+            raise StopTraining(EpochPosition(epoch, p.batch, p.loss_sum, p.correct,
+                                             time.perf_counter() - start)) from None
         if not math.isfinite(loss):
             raise TrainingError(
                 f"training loss became {loss} in epoch {epoch + 1}; the run diverged. Try a "
                 "smaller optimizer.learning_rate (e.g. 1e-4) or set optimizer.clipnorm = 1.0"
             )
-        result = evaluate(model, *val)
+        result = evaluate(model, *val, **({"batch_size": chunk_size} if chunk_size else {}))
         logs = {"loss": loss, "accuracy": acc, "val_loss": result.loss,
                 "val_accuracy": result.accuracy, "seconds": time.perf_counter() - start}
         history.append(logs)
         if on_epoch_end is not None:
             on_epoch_end(epoch, logs)
+        if should_stop is not None and epoch + 1 < cfg.epochs and should_stop():
+            raise StopTraining(None)
     return history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import RunInterrupted
 from . import add_experiment_args, add_io_args, command, console, experiment_from_args
 
 
@@ -42,13 +43,24 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     exp = experiment_from_args(args)
     reporter = None if args.quiet else RichReporter()
-    result = run_experiment(exp, args.runs_dir, args.data_dir, reporter)
+    try:
+        result = run_experiment(exp, args.runs_dir, args.data_dir, reporter)
+    except RunInterrupted as exc:
+        return _interrupted("run", exc)
     _print_result(result)
     return 0
 
 
+def _interrupted(name: str, exc: RunInterrupted) -> int:
+    """Ctrl-C during training: the checkpoint is written; say how to continue, exit 130."""
+    import sys
+
+    print(f"mnistlab {name}: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
 def _resume_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run directory")
+    p.add_argument("run", help="run directory, or a run's name inside the runs folder")
     add_io_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
@@ -57,8 +69,13 @@ def _resume_args(p: argparse.ArgumentParser) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     from ..pipeline import resume_run
     from ..progress import RichReporter
+    from ..runs import resolve_run_dir
 
-    result = resume_run(args.run, args.data_dir, None if args.quiet else RichReporter())
+    run_dir = resolve_run_dir(args.run, args.runs_dir)
+    try:
+        result = resume_run(run_dir, args.data_dir, None if args.quiet else RichReporter())
+    except RunInterrupted as exc:
+        return _interrupted("resume", exc)
     _print_result(result)
     return 0
 
@@ -82,6 +99,11 @@ def cmd_presets(args: argparse.Namespace) -> int:
         f, m, t = exp.features, exp.model, exp.training
         feats = "raw" if f.kind == "raw" else f"hog p={f.pixels_per_cell} o={f.orientations}"
         model = f"{m.kind} {'-'.join(map(str, m.hidden))} {m.activation} drop {m.dropout:g}"
+        if m.kind == "cnn":
+            from ..layers import describe_layers
+
+            params = sum(i.params for i in describe_layers(m, (28, 28)))
+            model = f"cnn {len(m.layers)} layers {m.activation}, {params:,} params"
         table.add_row(name, feats, model, str(t.batch_size), str(t.epochs),
                       str(exp.data.validation))
     console().print(table)
@@ -113,33 +135,53 @@ def cmd_data(args: argparse.Namespace) -> int:
 @command("runs", "list run directories with status, key config and accuracy",
          lambda p: add_io_args(p, data=False))
 def cmd_runs(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     from ..runs import list_runs, runs_root
 
-    table = Table(title=str(runs_root(args.runs_dir)))
-    for col in ("run", "status", "dataset", "model", "epochs", "test acc", "problems"):
+    table = Table(title=escape(str(runs_root(args.runs_dir))))
+    for col in ("run", "status", "dataset", "features", "model", "batch", "epochs", "test acc",
+                "problems"):
         table.add_column(col)
     for info in list_runs(runs_root(args.runs_dir)):
-        cfg = info.config or {}
+        cfg = info.config or {}  # load_run guarantees a dict of section dicts (or None)
         model = cfg.get("model", {})
         desc = f"{model.get('kind', '?')} {model.get('hidden', '')} {model.get('activation', '')}"
+        if model.get("kind") == "cnn":
+            desc = f"cnn {len(model.get('layers', []))} layers {model.get('activation', '')}"
         acc = f"{info.metrics['test_accuracy']:.4f}" if info.metrics else "-"
         epochs = str(len(info.history["loss"])) if info.history and "loss" in info.history else "-"
-        table.add_row(info.name, info.status, cfg.get("data", {}).get("dataset", "?"), desc,
-                      epochs, acc, "; ".join(info.problems))
+        cells = (info.name, info.status, cfg.get("data", {}).get("dataset", "?"),
+                 cfg.get("features", {}).get("kind", "?"), desc,
+                 cfg.get("training", {}).get("batch_size", "?"), epochs, acc,
+                 "; ".join(info.problems))
+        table.add_row(*(escape(str(c)) for c in cells))  # names and configs may hold [brackets]
     console().print(table)
     return 0
 
 
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    add_experiment_args(p)
+    p.add_argument("--compare", metavar="OTHER",
+                   help="a second preset or .toml: weights, biases, multiply-adds side by side")
+
+
 @command("summary", "print a model's layers and how its parameter count is obtained",
-         add_experiment_args)
+         _summary_args)
 def cmd_summary(args: argparse.Namespace) -> int:
+    from ..config import load_experiment
     from ..datasets import get_dataset
     from ..features import feature_shape
-    from ..models import summary_text
+    from ..layers import compare_text, summary_text
 
     exp = experiment_from_args(args)
     n_classes = len(get_dataset(exp.data.dataset).class_names)
     print(summary_text(exp.model, feature_shape(exp.features), n_classes, exp.output.name), end="")
+    if args.compare:
+        other = load_experiment(args.compare)
+        print()
+        print(compare_text([
+            (e.output.name, e.model, feature_shape(e.features),
+             len(get_dataset(e.data.dataset).class_names)) for e in (exp, other)]), end="")
     return 0
