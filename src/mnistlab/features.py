@@ -63,7 +63,7 @@ def feature_shape(cfg: FeaturesConfig, image_shape: tuple[int, int] = IMAGE_SHAP
 def feature_cache_path(cfg: FeaturesConfig, content_key: str, root: Path) -> Path:
     """Where HOG features of images with content `content_key` are cached."""
     args = json.dumps(_hog_kwargs(cfg), sort_keys=True)
-    digest = hashlib.sha256(f"hog-v1|{content_key}|{args}".encode()).hexdigest()[:24]
+    digest = hashlib.sha256(f"hog-v2|{content_key}|{args}".encode()).hexdigest()[:24]
     return root / "features" / f"{digest}.npy"
 
 
@@ -89,7 +89,8 @@ def extract_features(
             return cached
     from .hog import hog
 
-    feats = hog(pixels.astype(np.float64), **_hog_kwargs(cfg)).astype(np.float32)
+    # The lab passed float32 images (x / 255) to scikit-image, which keeps float32.
+    feats = hog(pixels, **_hog_kwargs(cfg)).astype(np.float32)
     if path is not None:
         _write_cache(path, feats)
     return feats

@@ -101,3 +101,21 @@ def save_figure(fig, path) -> None:
     fig.savefig(tmp, format="png")
     os.replace(tmp, path)
     _pyplot().close(fig)
+
+
+def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None):
+    """An image beside its HOG visualisation (as the lab's notebook showed)."""
+    plt = _pyplot()
+    if ax is None:
+        fig, ax = plt.subplots(1, 2, figsize=(8, 4.2), dpi=100)
+    else:
+        fig = ax[0].figure
+    ax[0].imshow(image, cmap="gray")
+    ax[0].set_title("input image")
+    ax[1].imshow(hog_view, cmap="gray")
+    ax[1].set_title("histogram of oriented gradients")
+    for a in ax:
+        a.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
