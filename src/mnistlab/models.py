@@ -32,7 +32,27 @@ from .layers import (
 
 __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_parameters",
            "summary_text", "compare_text", "ACTIVATION_MODULES", "set_memory_format",
-           "preferred_chunk_size", "CNN_CHUNK_SIZE"]
+           "preferred_chunk_size", "CNN_CHUNK_SIZE", "KerasDropout"]
+
+class KerasDropout(nn.Module):
+    """Dropout as Keras/TensorFlow computes it: keep where uniform[0, 1) >= rate, scale by
+    1 / (1 - rate). Same distribution as `nn.Dropout`, but drawing the mask with `torch.rand` is
+    ~4x cheaper on CPU than `bernoulli_`, which took 30% of a raw/final epoch (torch profiler).
+    """
+
+    def __init__(self, rate: float):
+        super().__init__()
+        self.rate = float(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0.0:
+            return x
+        keep = torch.rand(x.shape, dtype=x.dtype, device=x.device) >= self.rate
+        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.rate)))
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate}"
+
 
 ACTIVATION_MODULES: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -131,7 +151,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
             nn.init.zeros_(linear.bias)
             modules.append(linear)
         elif kind == "dropout":
-            modules.append(nn.Dropout(spec["rate"]))
+            modules.append(KerasDropout(spec["rate"]))
         if kind in ("conv2d", "dense") and spec["activation"] != "softmax":  # softmax: in loss
             modules.append(ACTIVATION_MODULES[spec["activation"]]())
         shape = out
