@@ -101,7 +101,8 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
         return None
-    return np.asarray(arr) if arr.ndim == 2 and len(arr) == n else None
+    # A writable in-memory copy: torch.from_numpy warns on (and must not alias) a read-only map.
+    return np.array(arr) if arr.ndim == 2 and len(arr) == n else None
 
 
 def _write_cache(path: Path, feats: np.ndarray) -> None:
