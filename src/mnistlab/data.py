@@ -30,6 +30,7 @@ __all__ = [
     "load_dataset",
     "make_splits",
     "to_float",
+    "save_npy_atomic",
     "dataset_status",
 ]
 
@@ -124,7 +125,9 @@ def _stat_key(path: Path) -> str:
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """np.save via a unique temp file + rename: concurrent writers and crashes never leave a
+    partial `.npy` under the final name (used by the array and feature caches)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
@@ -174,7 +177,7 @@ def _load_verified(spec: DatasetSpec, key: str, path: Path, index: _VerifiedInde
         )
     _check_shape(spec, key, array, str(path))
     try:
-        _atomic_save(array_path, array)
+        save_npy_atomic(array_path, array)
         index.entries[stat_key] = expected
     except OSError:
         pass

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -106,11 +104,9 @@ def _read_cache(path: Path, n: int) -> np.ndarray | None:
 
 
 def _write_cache(path: Path, feats: np.ndarray) -> None:
+    from .data import save_npy_atomic
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, feats)
-        os.replace(tmp, path)
+        save_npy_atomic(path, feats)
     except OSError:
-        Path(locals().get("tmp", path.with_suffix(".none"))).unlink(missing_ok=True)
+        pass  # a read-only or full cache only costs recomputation next time

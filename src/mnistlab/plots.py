@@ -91,16 +91,17 @@ def validation_overlay_figure(curves: dict[str, Sequence[Sequence[float]]],
 
 
 def save_figure(fig, path) -> None:
-    """Write a PNG atomically and free the figure."""
-    import os
+    """Write a PNG atomically (the run directory's one writer, with fsync) and free the figure."""
+    import io
     from pathlib import Path
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    from .runs import atomic_write_bytes
+
+    buf = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, path)
+    fig.savefig(buf, format="png")
     _pyplot().close(fig)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None):
