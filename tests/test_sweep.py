@@ -179,6 +179,16 @@ seeds = 2
     assert "p002" in shown and "2/2" in shown
     _check_table_and_plots(path, tmp_path / "runs", tmp_path / "out")
     assert len(run_names(tmp_path / "runs")) == 4
+    # compare and the report take a sweep, by file or by name
+    from mnistlab.compare import collect_runs
+
+    by_file, _ = collect_runs([path])
+    by_name, _ = collect_runs(["real"])
+    assert sorted(i.name for i in by_file) == sorted(i.name for i in by_name)
+    assert len(by_file) == 4
+    assert sorted(i.name.split("-", 2)[2] for i in by_file) == sorted(run_names(tmp_path / "runs"))
+    assert main(["report", "real", "-o", str(tmp_path / "report")]) == 0
+    assert "model.hidden" in (tmp_path / "report" / "report.md").read_text()
 
 
 # --- a real cluster: `dask scheduler` and two `dask worker` processes on loopback ---------------

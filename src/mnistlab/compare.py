@@ -124,12 +124,14 @@ def collect_runs(targets: Sequence[str | Path], runs_dir: str | Path | None = No
                  ) -> tuple[list[RunInfo], list[tuple[Path, str]]]:
     """Resolve run directories, folders of runs, suite names or run-name patterns to runs.
 
-    A suite name selects the runs in the runs folder that the suite named (`<suite>-<preset>-s<N>`).
+    A suite name selects the runs in the runs folder that the suite named (`<suite>-<preset>-s<N>`);
+    a sweep file or sweep name selects the complete runs of its points.
     A pattern (`*raw-final*`) matches run directory names in the runs folder. Returns the
     comparable runs and (path, reason) for the ones skipped; raises RunError when a target
     matches nothing at all.
     """
     from .suite import load_suite, matches_suite, suite_names
+    from .sweep import is_sweep, sweep_run_dirs
 
     root = runs_root(runs_dir)
     found: dict[Path, RunInfo] = {}
@@ -139,6 +141,8 @@ def collect_runs(targets: Sequence[str | Path], runs_dir: str | Path | None = No
             infos = [load_run(path)]
         elif path.is_dir():
             infos = list_runs(path)
+        elif is_sweep(target, runs_dir):
+            infos = [load_run(d) for d in sweep_run_dirs(target, runs_dir)]
         elif str(target) in suite_names() or str(target).endswith(".toml"):
             suite = load_suite(target, strict=False)  # report what exists
             infos = [i for i in list_runs(root)
@@ -148,7 +152,7 @@ def collect_runs(targets: Sequence[str | Path], runs_dir: str | Path | None = No
                      if re.fullmatch(_glob_regex(str(target)), i.name)]
         if not infos:
             raise RunError(f"{target}: matches no run; give run directories, a folder of runs, "
-                           f"a suite name or a run-name pattern found in {root}")
+                           f"a suite or sweep name or a run-name pattern found in {root}")
         for info in infos:
             found.setdefault(info.path.resolve(), info)
     usable, skipped = [], []

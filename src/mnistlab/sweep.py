@@ -286,6 +286,26 @@ def sweep_results(source: str | Path, runs_dir=None) -> tuple[str, list[str], li
                         for k, r in sorted(rows.items())]
 
 
+def is_sweep(source: str | Path, runs_dir=None) -> bool:
+    """A sweep file (a TOML with [axes]) or the name of a sweep recorded in the runs folder."""
+    import tomllib
+
+    path = Path(source)
+    if path.is_file():
+        try:
+            return "axes" in tomllib.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+    return bool(_read_manifest(str(source), runs_dir))
+
+
+def sweep_run_dirs(source: str | Path, runs_dir=None) -> list[Path]:
+    """The complete runs of a sweep's points (for `compare` and `report`)."""
+    _, pts = _manifest_points(source, runs_dir)
+    done = complete_runs_by_digest(runs_root(runs_dir))
+    return [done[p["digest"]] for p in pts if p["digest"] in done]
+
+
 def value_label(value: Any) -> str:
     """`[100, 50]` -> `100-50`, `0.5` -> `0.5`: short tick and column labels."""
     if isinstance(value, list):
