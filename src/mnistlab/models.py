@@ -36,18 +36,29 @@ __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_
 
 class KerasDropout(nn.Module):
     """Dropout as Keras/TensorFlow computes it: keep where uniform[0, 1) >= rate, scale by
-    1 / (1 - rate). Same distribution as `nn.Dropout`, but drawing the mask with `torch.rand` is
-    ~4x cheaper on CPU than `bernoulli_`, which took 30% of a raw/final epoch (torch profiler).
+    1 / (1 - rate).
+
+    The uniform draw is a 31-bit integer u compared with ceil(rate * 2^31): the keep probability
+    is 1 - rate to within 2^-31 (finer than a float32 uniform's 2^-24 steps). Why integers: one
+    64-bit draw of torch's generator gives two of them, which halves the cost of the mask;
+    `bernoulli_` took 30% of a raw/final epoch and `torch.rand` 10% (torch profiler).
     """
 
     def __init__(self, rate: float):
         super().__init__()
         self.rate = float(rate)
 
+    def keep_mask(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
+        """Boolean mask, True where a unit is kept (probability 1 - rate)."""
+        n = math.prod(shape)
+        words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_()
+        bits31 = words.view(torch.int32)[:n].view(shape) & 0x7FFFFFFF  # the high word has 31
+        return bits31 >= math.ceil(self.rate * 2**31)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
             return x
-        keep = torch.rand(x.shape, dtype=x.dtype, device=x.device) >= self.rate
+        keep = self.keep_mask(x.shape, x.device)
         return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.rate)))
 
     def extra_repr(self) -> str:

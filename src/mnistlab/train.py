@@ -25,6 +25,7 @@ from torch import nn
 from .config import OptimizerConfig, TrainingConfig
 from .errors import TrainingError
 from .optim import RMSprop
+from .sparse_input import forward_input, split_training_input
 
 __all__ = ["History", "EvalResult", "resolve_device", "set_threads", "make_optimizer",
            "train_one_epoch", "evaluate", "fit", "epoch_generator", "EpochPosition",
@@ -189,7 +190,7 @@ def train_one_epoch(
             loss_sum += batch_loss_sum
             correct += batch_correct
         else:
-            logits = model(xb)
+            logits = forward_input(model, xb)
             loss = F.cross_entropy(logits, yb)
             loss.backward()
             optimizer.step()
@@ -266,6 +267,8 @@ def fit(
     """
     history = history if history is not None else History()
     x, y = train
+    if not chunk_size:  # a mostly-zero input trains its first layer on a dense core + sparse rest
+        x = split_training_input(model, x, cfg.batch_size)
     for epoch in range(len(history), cfg.epochs):
         pos = position if position is not None and position.epoch == epoch else None
         start = time.perf_counter() - (pos.seconds if pos else 0.0)
