@@ -30,7 +30,14 @@ from mnistlab import load_experiment
 from mnistlab.models import layer_specs
 from mnistlab.pipeline import _tensors, prepare_data
 from mnistlab.sparse_input import SplitMatrix, split_training_input
-from mnistlab.train import epoch_generator, evaluate, make_optimizer, set_threads, train_one_epoch
+from mnistlab.train import (
+    epoch_generator,
+    evaluate,
+    flush_denormals,
+    make_optimizer,
+    set_threads,
+    train_one_epoch,
+)
 
 HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
@@ -48,12 +55,13 @@ def ours(exp, splits, epochs: int) -> list[float]:
         print(f"  mnistlab input split: {len(x.plan.core)} dense + {len(x.plan.rest)} sparse "
               f"columns (estimated cost {x.plan.estimated_cost:.2f} of dense)")
     times = []
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        order = torch.randperm(len(train[0]), generator=epoch_generator(0, epoch))
-        train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order)
-        evaluate(model, *val)
-        times.append(time.perf_counter() - start)
+    with flush_denormals():  # as train.fit does
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            order = torch.randperm(len(train[0]), generator=epoch_generator(0, epoch))
+            train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order)
+            evaluate(model, *val)
+            times.append(time.perf_counter() - start)
     return times
 
 

@@ -79,3 +79,11 @@ def test_python_dash_m_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mnistlab", "presets", "raw/final"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "raw/final" in proc.stdout
+
+
+def test_cli_restores_the_flush_to_zero_mode_for_in_process_callers():
+    from mnistlab.cpu import flushing_denormals
+
+    assert not flushing_denormals()
+    assert main(["presets"]) == 0
+    assert not flushing_denormals()  # Python floats keep their subnormals after the command

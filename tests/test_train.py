@@ -10,7 +10,14 @@ import torch.nn.functional as F
 from mnistlab.config import ModelConfig, OptimizerConfig, TrainingConfig
 from mnistlab.errors import TrainingError
 from mnistlab.models import build_model
-from mnistlab.train import epoch_generator, evaluate, fit, make_optimizer, train_one_epoch
+from mnistlab.train import (
+    epoch_generator,
+    evaluate,
+    fit,
+    flushing_denormals,
+    make_optimizer,
+    train_one_epoch,
+)
 
 
 def _data(n=150, seed=0, features=20):
@@ -92,3 +99,16 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
     b = torch.randperm(50, generator=epoch_generator(1, 3))
     c = torch.randperm(50, generator=epoch_generator(1, 4))
     assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_fit_flushes_denormals_while_training_and_restores_the_mode():
+    torch.set_flush_denormal(False)
+    seen = []
+    x, y = _data()
+    model = build_model(ModelConfig(hidden=(8,)), (20,), seed=0)
+    opt = make_optimizer(model.parameters(), OptimizerConfig())
+    fit(model, opt, (x, y), (x, y), TrainingConfig(epochs=1, batch_size=50),
+        on_batch=lambda b, n: seen.append(flushing_denormals()))
+    assert seen == [True, True, True]
+    assert not flushing_denormals()
+    assert float(torch.tensor([1e-40]) * 1.0) > 0  # denormals are back outside training

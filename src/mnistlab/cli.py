@@ -23,6 +23,20 @@ def _load_commands() -> None:
         importlib.import_module(f"{commands.__name__}.{info.name}")
 
 
+def _tune_cpu() -> bool:
+    """Flush-to-zero before torch starts its worker threads, so that they inherit it (training
+    turns it on for its own thread too), and the allocator setting (see mnistlab.cpu).
+    Returns the previous flush mode, which `main` restores for in-process callers."""
+    import torch
+
+    from .cpu import flushing_denormals, keep_freed_memory
+
+    before = flushing_denormals()
+    torch.set_flush_denormal(True)
+    keep_freed_memory()
+    return before
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -44,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     run = COMMANDS[args.command][1]
+    denormals_before = _tune_cpu()
     try:
         return run(args)
     except MnistlabError as exc:
@@ -62,4 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mnistlab {args.command}: unexpected error: {type(exc).__name__}: {exc} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_RUNTIME
+    finally:
+        import torch
+
+        torch.set_flush_denormal(denormals_before)
 

@@ -29,6 +29,7 @@ from .layers import (
     output_shapes,
     summary_text,
 )
+from .pooling import MaxPool2x2, fast_pool_eligible
 
 __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_parameters",
            "summary_text", "compare_text", "ACTIVATION_MODULES", "set_memory_format",
@@ -100,6 +101,18 @@ class FlattenHWC(nn.Module):
         return x.permute(0, 2, 3, 1).reshape(len(x), -1)
 
 
+class Conv2dNHWC(nn.Conv2d):
+    """Conv2d that computes in channels-last memory (same parameters, same results).
+
+    Why: with several input channels (9 -> 9 5x5, 9 -> 16 3x3 in the lab's CNNs) oneDNN's
+    channels-last kernels take about half the time of NCHW ones, forward + backward; with one
+    input channel NCHW is faster (benchmarks/RESULTS.md), so only layers with C_in > 1 use this.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.contiguous(memory_format=torch.channels_last))
+
+
 def _init_kernel(weight: torch.Tensor, initializer: str) -> None:
     """Keras initialisers; PyTorch's fan computation matches Keras's for Dense and Conv."""
     fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(weight)
@@ -127,12 +140,13 @@ def _conv(spec: dict, shape: tuple[int, ...]) -> list[nn.Module]:
     pads = [(0, 0), (0, 0)] if spec["padding"] == "valid" else [
         _same_padding(h, k, s), _same_padding(w, k, s)]
     modules: list[nn.Module] = []
+    conv_type = Conv2dNHWC if c > 1 else nn.Conv2d
     if all(a == b for a, b in pads):
-        conv = nn.Conv2d(c, spec["filters"], k, s, padding=(pads[0][0], pads[1][0]))
+        conv = conv_type(c, spec["filters"], k, s, padding=(pads[0][0], pads[1][0]))
     else:
         (top, bottom), (left, right) = pads
         modules.append(nn.ZeroPad2d((left, right, top, bottom)))
-        conv = nn.Conv2d(c, spec["filters"], k, s)
+        conv = conv_type(c, spec["filters"], k, s)
     _init_kernel(conv.weight, spec["kernel_initializer"])
     nn.init.zeros_(conv.bias)
     return [*modules, conv]
@@ -166,7 +180,21 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
         if kind in ("conv2d", "dense") and spec["activation"] != "softmax":  # softmax: in loss
             modules.append(ACTIVATION_MODULES[spec["activation"]]())
         shape = out
-    return nn.Sequential(*modules)
+    return nn.Sequential(*_fast_pools(modules))
+
+
+def _fast_pools(modules: list[nn.Module]) -> list[nn.Module]:
+    """2x2 max pools -> MaxPool2x2, absorbing a ReLU right before them (same results, see
+    mnistlab.pooling). The absorbed ReLU's slot becomes an Identity, so module indices, and with
+    them the weight names of saved runs, do not change."""
+    out = list(modules)
+    for i, module in enumerate(out):
+        if fast_pool_eligible(module):
+            relu = i > 0 and isinstance(out[i - 1], nn.ReLU)
+            if relu:
+                out[i - 1] = nn.Identity()
+            out[i] = MaxPool2x2(relu=relu)
+    return out
 
 
 def set_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:

@@ -24,13 +24,16 @@ from torch import nn
 __all__ = ["SplitPlan", "SplitMatrix", "SplitBatch", "SplitLinear", "plan_split",
            "split_training_input", "forward_input"]
 
-# Cost model, in "dense columns per row" (one column of the core costs 1 per row per batch).
-# Measured on the development machine (benchmarks/RESULTS.md): a non-zero of the sparse rest
-# costs ~22 dense columns (row gather + sparse forward + sparse weight gradient), and the three
-# sparse calls of a batch cost ~60 us in all, i.e. 60 us / (5.7 ns x batch) columns per row.
-SPARSE_NONZERO_COST = 22.0
-SPARSE_BATCH_COST_NS = 60_000.0
-DENSE_COLUMN_ROW_NS = 5.7
+# Cost model, in "dense columns per row": one core column costs 1 per row of the batch (~6.9 ns
+# with 250 units on the development machine). Fitted there (benchmarks/RESULTS.md) from the
+# first layer's forward + weight gradient at batch 128, 512 and 4096, raw and HOG inputs:
+# - each non-zero of the sparse rest costs ~26 columns (row gather, sparse product, sparse
+#   gradient);
+# - each batch costs ~144 x D / B columns per row, work that touches every weight once or
+#   twice (gathering the core and rest columns of W, scattering the gradient back) plus the
+#   sparse calls' set-up. That is why small batches stay dense.
+SPARSE_NONZERO_COST = 26.0
+BATCH_WEIGHT_COST = 144.0
 MIN_SAVING = 0.2  # use the split only when it saves at least this share of the dense work
 ALIGN = 16  # the core's width is a multiple of this (aligned rows keep the GEMM fast)
 
@@ -54,7 +57,7 @@ def plan_split(x: torch.Tensor, batch_size: int) -> SplitPlan | None:
     sorted_counts = counts[order]
     rest_after = sorted_counts.flip(0).cumsum(0).flip(0)  # rest_after[k]: non-zeros past k
     rest_after = torch.cat([rest_after, torch.zeros(1, dtype=torch.float64)])
-    batch_cost = SPARSE_BATCH_COST_NS / (DENSE_COLUMN_ROW_NS * max(batch_size, 1))
+    batch_cost = BATCH_WEIGHT_COST * d / max(batch_size, 1)
     best_k, best_cost = d, float(d)
     for k in range(ALIGN, d, ALIGN):
         cost = k + SPARSE_NONZERO_COST * float(rest_after[k]) / n + batch_cost

@@ -23,13 +23,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import OptimizerConfig, TrainingConfig
+from .cpu import flush_denormals, flushing_denormals, keep_freed_memory
 from .errors import TrainingError
 from .optim import RMSprop
 from .sparse_input import forward_input, split_training_input
 
 __all__ = ["History", "EvalResult", "resolve_device", "set_threads", "make_optimizer",
            "train_one_epoch", "evaluate", "fit", "epoch_generator", "EpochPosition",
-           "StopTraining", "StopFlag", "stop_on_interrupt"]
+           "StopTraining", "StopFlag", "stop_on_interrupt", "flush_denormals",
+           "flushing_denormals"]
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 
@@ -265,6 +267,14 @@ def fit(
     Raises TrainingError when the loss is NaN, and StopTraining when `should_stop()` turns true
     (checked between batches and after each epoch's callback).
     """
+    keep_freed_memory()
+    with flush_denormals():
+        return _fit(model, optimizer, train, val, cfg, history, on_epoch_end, on_batch,
+                    position, should_stop, chunk_size)
+
+
+def _fit(model, optimizer, train, val, cfg, history, on_epoch_end, on_batch, position,
+         should_stop, chunk_size) -> History:
     history = history if history is not None else History()
     x, y = train
     if not chunk_size:  # a mostly-zero input trains its first layer on a dense core + sparse rest
