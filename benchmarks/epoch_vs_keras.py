@@ -1,12 +1,22 @@
-"""Epoch time of an mnistlab preset against Keras 3 / TensorFlow CPU on the same model and data.
+"""Epoch time of mnistlab presets against Keras 3 / TensorFlow CPU on the same model and data.
 
 Both sides train the same network (same layers, batch size, RMSprop defaults, 60,000 training
-images, the 10,000 test images as validation, as the lab did) on this machine, one after the
-other, with the same number of threads. An "epoch" is Keras's: one pass of training plus the
-validation evaluation. The first epoch of each side is warm-up (graph tracing, allocation) and is
-discarded; the median of the rest is reported.
+images, the 10,000 test images as validation, as the lab did) on this machine, with the same
+number of threads. An "epoch" is Keras's: one pass of training plus the validation evaluation.
+The first epoch of each side is warm-up (graph tracing, allocation) and is discarded; the median
+of the rest is that side's figure.
 
-    python benchmarks/epoch_vs_keras.py raw/final [--epochs 5] [--threads 2]
+Each side runs in a fresh process, one after the other, `--rounds` times (Keras, mnistlab,
+Keras, mnistlab, ...): this VM's speed drifts by up to 30% between minutes, so the median of the
+per-round ratios is reported with every round shown. Fresh processes also keep one side's
+OpenMP threads (mnistlab sets OMP_WAIT_POLICY=ACTIVE: they spin) from taking a core while the
+other side runs.
+
+mnistlab trains exactly as `mnistlab run` does (`train.fit`'s set-up: split sparse input for
+MLPs, cache-sized chunks for CNNs, flush-to-zero, allocator setting, OpenMP policy).
+
+    python benchmarks/epoch_vs_keras.py raw/final hog/final cnn/final fashion/final \\
+        [--epochs 5] [--threads 2] [--rounds 3]
 
 Keras runs in its own virtualenv (benchmarks/.venv-keras, made by benchmarks/keras_env.sh).
 """
@@ -23,97 +33,139 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from mnistlab import load_experiment
-from mnistlab.models import layer_specs
-from mnistlab.pipeline import _tensors, prepare_data
-from mnistlab.sparse_input import SplitMatrix, split_training_input
-from mnistlab.train import (
-    epoch_generator,
-    evaluate,
-    flush_denormals,
-    make_optimizer,
-    set_threads,
-    train_one_epoch,
-)
-
 HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
 
 
-def ours(exp, splits, epochs: int) -> list[float]:
-    from mnistlab.models import build_model
+def ours_worker(preset: str, epochs: int, threads: int) -> dict:
+    """Runs in its own process: our epochs, set up as `train.fit` sets them up."""
+    import mnistlab  # noqa: I001 - first: it sets OMP_WAIT_POLICY before torch loads
+    import torch
 
+    from mnistlab.cpu import flush_denormals, keep_freed_memory
+    from mnistlab.models import build_model, preferred_chunk_size
+    from mnistlab.pipeline import _tensors, prepare_data
+    from mnistlab.sparse_input import SplitMatrix, split_training_input
+    from mnistlab.train import (
+        epoch_generator,
+        evaluate,
+        make_optimizer,
+        set_threads,
+        train_one_epoch,
+    )
+
+    set_threads(threads)
+    keep_freed_memory()
+    exp = mnistlab.load_experiment(preset)
+    splits, _ = prepare_data(exp)
     train, val, _ = _tensors(splits, torch.device("cpu"))
     model = build_model(exp.model, tuple(splits.x_train.shape[1:]), 10, seed=0)
     opt = make_optimizer(model.parameters(), exp.optimizer)
-    # what `train.fit` does for an MLP: a mostly-zero input becomes a dense core + sparse rest
-    x = split_training_input(model, train[0], exp.training.batch_size)
-    if isinstance(x, SplitMatrix):
-        print(f"  mnistlab input split: {len(x.plan.core)} dense + {len(x.plan.rest)} sparse "
-              f"columns (estimated cost {x.plan.estimated_cost:.2f} of dense)")
+    chunk = preferred_chunk_size(exp.model)
+    x = train[0] if chunk else split_training_input(model, train[0], exp.training.batch_size)
+    note = (f"input split {len(x.plan.core)} dense + {len(x.plan.rest)} sparse columns"
+            if isinstance(x, SplitMatrix) else f"chunks of {chunk}" if chunk else "dense input")
     times = []
-    with flush_denormals():  # as train.fit does
+    with flush_denormals():
         for epoch in range(epochs):
             start = time.perf_counter()
             order = torch.randperm(len(train[0]), generator=epoch_generator(0, epoch))
-            train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order)
-            evaluate(model, *val)
+            train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order,
+                            chunk_size=chunk)
+            evaluate(model, *val, batch_size=chunk or 8192)
             times.append(time.perf_counter() - start)
-    return times
+    return {"epoch_seconds": times, "note": note, "torch_version": torch.__version__}
 
 
-def keras_model_spec(exp) -> dict:
-    """The same network for keras_reference.py (without the final softmax layer it appends)."""
+def export_worker(preset: str, npz: str) -> dict:
+    """Runs in its own process: the preset's inputs as arrays for keras_reference.py."""
+    import numpy as np
+
+    import mnistlab
+    from mnistlab.layers import layer_specs
+    from mnistlab.pipeline import prepare_data
+
+    exp = mnistlab.load_experiment(preset)
+    splits, _ = prepare_data(exp)
+    x_train, x_val = splits.x_train, splits.x_val
+    if exp.model.kind == "cnn":
+        x_train, x_val = x_train[..., None], x_val[..., None]
+    elif x_train.ndim == 3:
+        x_train, x_val = x_train.reshape(len(x_train), -1), x_val.reshape(len(x_val), -1)
+    np.savez(npz, x_train=x_train, y_train=splits.y_train, x_val=x_val, y_val=splits.y_val)
     if exp.model.kind == "mlp":
-        return {"kind": "mlp", "hidden": list(exp.model.hidden),
-                "activation": exp.model.activation, "dropout": exp.model.dropout}
-    layers = [s for s in layer_specs(exp.model, 10)][:-1]
-    return {"kind": "cnn", "layers": layers}
+        model = {"kind": "mlp", "hidden": list(exp.model.hidden),
+                 "activation": exp.model.activation, "dropout": exp.model.dropout}
+    else:  # the layer list without the final softmax layer keras_reference.py appends
+        model = {"kind": "cnn", "layers": list(layer_specs(exp.model, 10))[:-1]}
+    return {"model": model, "batch_size": exp.training.batch_size,
+            "n_train": len(x_train), "n_val": len(x_val)}
 
 
-def keras(exp, splits, epochs: int, threads: int) -> dict:
-    if not KERAS_PY.exists():
-        sys.exit(f"{KERAS_PY} missing: run `bash benchmarks/keras_env.sh` first")
-    with tempfile.TemporaryDirectory() as tmp:
-        npz = Path(tmp) / "data.npz"
-        x_train, x_val = splits.x_train, splits.x_val
-        if exp.model.kind == "cnn":
-            x_train, x_val = x_train[..., None], x_val[..., None]
-        elif x_train.ndim == 3:
-            x_train, x_val = x_train.reshape(len(x_train), -1), x_val.reshape(len(x_val), -1)
-        np.savez(npz, x_train=x_train, y_train=splits.y_train, x_val=x_val, y_val=splits.y_val)
-        spec = {"inputs": str(npz), "model": keras_model_spec(exp),
-                "batch_size": exp.training.batch_size, "epochs": epochs, "threads": threads}
-        proc = subprocess.run([str(KERAS_PY), str(HERE / "keras_reference.py")],
-                              input=json.dumps(spec), capture_output=True, text=True,
-                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+def _json_of(cmd: list[str], env: dict[str, str], stdin: str | None = None) -> dict:
+    proc = subprocess.run(cmd, input=stdin, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        sys.exit(f"keras_reference.py failed:\n{proc.stderr[-3000:]}")
+        sys.exit(f"{' '.join(cmd[:3])} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _worker(*args: str) -> dict:
+    return _json_of([sys.executable, __file__, "--worker", *args], dict(os.environ))
+
+
+def keras_environment() -> dict[str, str]:
+    """TensorFlow with its own defaults: our OpenMP setting is not passed on."""
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    return {**env, "TF_CPP_MIN_LOG_LEVEL": "3"}
+
+
+def compare(preset: str, epochs: int, threads: int, rounds: int) -> float:
+    if not KERAS_PY.exists():
+        sys.exit(f"{KERAS_PY} missing: run `bash benchmarks/keras_env.sh` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = str(Path(tmp) / "data.npz")
+        info = _worker("export", preset, npz)
+        spec = {"inputs": npz, "model": info["model"], "batch_size": info["batch_size"],
+                "epochs": epochs, "threads": threads}
+        print(f"{preset}: batch {info['batch_size']}, {info['n_train']} train + {info['n_val']} "
+              f"validation images, {threads} threads, {rounds} rounds", flush=True)
+        ratios, keras_all, ours_all = [], [], []
+        for r in range(rounds):
+            k = _json_of([str(KERAS_PY), str(HERE / "keras_reference.py")],
+                         keras_environment(), json.dumps(spec))
+            o = _worker("ours", preset, str(epochs), str(threads))
+            keras_s = k["steady_epoch_seconds"]
+            ours_s = statistics.median(o["epoch_seconds"][1:])
+            ratios.append(keras_s / ours_s)
+            keras_all.append(keras_s)
+            ours_all.append(ours_s)
+            print(f"  round {r + 1}: keras {k['keras_version']} / tf {k['tf_version']} epochs "
+                  + ", ".join(f"{s:.3f}" for s in k["epoch_seconds"]) + f" -> {keras_s:.3f} s; "
+                  f"mnistlab (torch {o['torch_version']}, {o['note']}) epochs "
+                  + ", ".join(f"{s:.3f}" for s in o["epoch_seconds"]) + f" -> {ours_s:.3f} s; "
+                  f"ratio {keras_s / ours_s:.2f}x", flush=True)
+    ratio = statistics.median(ratios)
+    print(f"  median: keras {statistics.median(keras_all):.3f} s/epoch, mnistlab "
+          f"{statistics.median(ours_all):.3f} s/epoch, keras/mnistlab = {ratio:.2f}x "
+          "(rounds: " + ", ".join(f"{x:.2f}" for x in ratios) + ")", flush=True)
+    return ratio
+
+
 def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker":
+        kind, preset, *rest = sys.argv[2:]
+        result = (ours_worker(preset, int(rest[0]), int(rest[1])) if kind == "ours"
+                  else export_worker(preset, rest[0]))
+        print(json.dumps(result))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("preset")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("presets", nargs="+")
+    parser.add_argument("--epochs", type=int, default=5, help="per side, first is warm-up")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    threads = set_threads(args.threads)
-    exp = load_experiment(args.preset)
-    splits, _ = prepare_data(exp)
-    k = keras(exp, splits, args.epochs, threads)
-    o = ours(exp, splits, args.epochs)
-    ours_s = statistics.median(o[1:])
-    keras_s = k["steady_epoch_seconds"]
-    print(f"preset {args.preset}: batch {exp.training.batch_size}, {len(splits.x_train)} train + "
-          f"{len(splits.x_val)} validation images, {threads} threads")
-    print(f"  keras {k.get('keras_version')} / tf {k.get('tf_version')}: epochs "
-          + ", ".join(f"{s:.3f}" for s in k["epoch_seconds"]) + f" s -> {keras_s:.3f} s/epoch")
-    print("  mnistlab: epochs " + ", ".join(f"{s:.3f}" for s in o) + f" s -> {ours_s:.3f} s/epoch")
-    print(f"  ratio keras/mnistlab = {keras_s / ours_s:.2f}x")
+    for preset in args.presets:
+        compare(preset, args.epochs, args.threads, args.rounds)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,14 @@ equals Keras's categorical cross-entropy on a softmax output) and when predictin
 A CNN takes (B, H, W) images and adds the channel dimension; `Flatten` reads the map in Keras's
 H, W, C order, so Dense weights line up with a Keras model's. Activations are NCHW by default:
 channels-last (NHWC) costs the same CPU time per image on the lab's networks (measured with one
-thread) and was many times slower with two threads on a busy machine (benchmarks/bench_cnn.py).
+thread) and was many times slower with two threads on a busy machine (benchmarks/epoch_vs_keras.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,10 +40,13 @@ class KerasDropout(nn.Module):
     """Dropout as Keras/TensorFlow computes it: keep where uniform[0, 1) >= rate, scale by
     1 / (1 - rate).
 
-    The uniform draw is a 31-bit integer u compared with ceil(rate * 2^31): the keep probability
-    is 1 - rate to within 2^-31 (finer than a float32 uniform's 2^-24 steps). Why integers: one
-    64-bit draw of torch's generator gives two of them, which halves the cost of the mask;
-    `bernoulli_` took 30% of a raw/final epoch and `torch.rand` 10% (torch profiler).
+    On the CPU the uniform numbers are integers from NumPy's SFC64 generator, seeded for every
+    mask from torch's global generator (so `torch.manual_seed` and a checkpoint's saved torch RNG
+    state still fix every mask). When rate x 256 is a whole number (0.5, 0.25, ...) one random
+    byte per unit decides exactly (keep iff byte >= rate x 256); otherwise 32 bits do (keep
+    probability within 2^-32 of 1 - rate, finer than a float32 uniform's 2^-24 steps). Why: the
+    mask cost 30% of a raw/final epoch with `bernoulli_` and 14% of a hog/final epoch with
+    torch's per-element generator; 64 random bits per draw from SFC64 cut that ~8x.
     """
 
     def __init__(self, rate: float):
@@ -52,9 +56,18 @@ class KerasDropout(nn.Module):
     def keep_mask(self, shape: torch.Size, device: torch.device) -> torch.Tensor:
         """Boolean mask, True where a unit is kept (probability 1 - rate)."""
         n = math.prod(shape)
-        words = torch.empty((n + 1) // 2, dtype=torch.int64, device=device).random_()
-        bits31 = words.view(torch.int32)[:n].view(shape) & 0x7FFFFFFF  # the high word has 31
-        return bits31 >= math.ceil(self.rate * 2**31)
+        if torch.device(device).type != "cpu":
+            return torch.rand(shape, device=device) >= self.rate
+        seed = int(torch.randint(0, 2**63 - 1, ()))
+        bits = np.random.Generator(np.random.SFC64(seed)).bit_generator
+        byte_threshold = self.rate * 256
+        if byte_threshold == int(byte_threshold):
+            draws = bits.random_raw((n + 7) // 8).view(np.uint8)[:n]
+            keep = draws >= np.uint8(byte_threshold)  # rate < 1, so the threshold is < 256
+        else:
+            draws = bits.random_raw((n + 1) // 2).view(np.uint32)[:n]
+            keep = draws >= np.uint32(math.ceil(self.rate * 2**32))
+        return torch.from_numpy(keep).view(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.rate == 0.0:
@@ -205,7 +218,7 @@ def set_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
     return model
 
 
-# Images per forward pass for a CNN on the CPU (see benchmarks/bench_cnn.py): small enough for a
+# Images per forward pass for a CNN on the CPU (see benchmarks/RESULTS.md): small enough for a
 # chunk's activations to stay in cache, large enough to keep the convolution kernels busy.
 CNN_CHUNK_SIZE = 256
 
