@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from . import gemm
 from .models import KerasDropout
 from .sparse_input import SplitBatch
 
@@ -78,7 +79,7 @@ class MLPStep:
         _store(last, grad, a)
         for i in range(len(saved) - 1, -1, -1):
             layer, (a_in, h, scale) = self.layers[i], saved[i]
-            grad = grad @ self.layers[i + 1].linear.weight
+            grad = gemm.matmul(grad, self.layers[i + 1].linear.weight)
             if scale is not None:
                 grad.mul_(scale)
             if layer.activation is not None:
@@ -89,19 +90,19 @@ class MLPStep:
 
 def _linear(a: torch.Tensor | SplitBatch, linear: nn.Linear) -> torch.Tensor:
     if isinstance(a, SplitBatch):
-        core = torch.addmm(linear.bias, a.core, linear.weight.index_select(1, a.plan.core).t())
+        core = gemm.linear(a.core, linear.weight.index_select(1, a.plan.core), linear.bias)
         return core.addmm_(a.rest, linear.weight.t().index_select(0, a.plan.rest))
-    return torch.addmm(linear.bias, a, linear.weight.t())
+    return gemm.linear(a, linear.weight, linear.bias)
 
 
 def _store(linear: nn.Linear, grad: torch.Tensor, a: torch.Tensor | SplitBatch) -> None:
     """weight.grad = grad^T a, bias.grad = column sums of grad (split inputs scattered back)."""
     if isinstance(a, SplitBatch):
         w = torch.empty_like(linear.weight)
-        w[:, a.plan.core] = grad.t() @ a.core
+        w[:, a.plan.core] = gemm.linear(grad.t(), a.core.t())
         w[:, a.plan.rest] = (a.rest.t() @ grad).t()
     else:
-        w = grad.t() @ a
+        w = gemm.linear(grad.t(), a.t())  # grad^T a
     linear.weight.grad = w
     linear.bias.grad = grad.sum(0)
 

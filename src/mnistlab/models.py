@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import gemm
 from .config import ACTIVATIONS, ModelConfig
 from .layers import (
     LayerInfo,
@@ -34,7 +35,34 @@ from .pooling import MaxPool2x2, fast_pool_eligible
 
 __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_parameters",
            "summary_text", "compare_text", "ACTIVATION_MODULES", "set_memory_format",
-           "preferred_chunk_size", "CNN_CHUNK_SIZE", "KerasDropout"]
+           "preferred_chunk_size", "CNN_CHUNK_SIZE", "KerasDropout", "Dense"]
+
+
+class _DenseProduct(torch.autograd.Function):
+    """x W^T + b with its three gradient products, each through `mnistlab.gemm` (oneDNN)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):  # noqa: D102
+        ctx.save_for_backward(x, weight)
+        return gemm.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        x, weight = ctx.saved_tensors
+        grad_x = gemm.matmul(grad, weight) if ctx.needs_input_grad[0] else None
+        return grad_x, gemm.linear(grad.t(), x.t()), grad.sum(0)
+
+
+class Dense(nn.Linear):
+    """Keras's Dense kernel as an `nn.Linear` (same parameters and state-dict names) whose
+    products run on oneDNN's AVX-512 kernels where PyTorch would take MKL's AVX2 ones
+    (2x faster on AMD CPUs; see mnistlab.gemm)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2 and self.bias is not None and gemm.onednn_enabled() and (
+                x.device.type == "cpu" and x.dtype == torch.float32 and len(x) > 0):
+            return _DenseProduct.apply(x, self.weight, self.bias)
+        return super().forward(x)
 
 class KerasDropout(nn.Module):
     """Dropout as Keras/TensorFlow computes it: keep where uniform[0, 1) >= rate, scale by
@@ -184,7 +212,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
         elif kind == "maxpool2d":
             modules.append(nn.MaxPool2d(spec["pool_size"], spec["strides"]))
         elif kind == "dense":
-            linear = nn.Linear(shape[-1], spec["units"])
+            linear = Dense(shape[-1], spec["units"])
             _init_kernel(linear.weight, spec.get("kernel_initializer", cfg.kernel_initializer))
             nn.init.zeros_(linear.bias)
             modules.append(linear)

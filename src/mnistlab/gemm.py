@@ -1,0 +1,82 @@
+"""Float32 matrix products through oneDNN (shipped inside PyTorch's CPU build) instead of MKL.
+
+Why: PyTorch sends a float32 `addmm`/`mm` on the CPU to MKL, and MKL runs its AVX2 kernels on AMD
+processors even where they have AVX-512. oneDNN chooses its kernels by instruction set alone. On
+the 2-core AMD Zen 5 development machine, for the lab's shapes (4096 x 784 x 250, 4096 x 1764 x
+100, 512 x 392 x 200), MKL reaches 150-180 GFLOP/s and oneDNN 330-400 GFLOP/s, for forward
+products and for both gradient products alike (benchmarks/RESULTS.md). The products are the same
+float32 sums; only the order of the additions, and with it the last bits, differs.
+
+The kernel is PyTorch's `torch.ops.mkldnn._linear_pointwise` (the one `torch.compile` uses for
+CPU linear layers). Where it is missing (a build without oneDNN) or the operands are not 2-D
+float32 CPU tensors, every function here falls back to the stock PyTorch product.
+`MNISTLAB_GEMM=torch` turns oneDNN off for a whole process; `use_onednn(False)` does in code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["linear", "matmul", "onednn_available", "onednn_enabled", "use_onednn"]
+
+_state: dict[str, bool | None] = {"available": None,
+                                  "enabled": os.environ.get("MNISTLAB_GEMM", "") != "torch"}
+
+
+def onednn_available() -> bool:
+    """Whether this PyTorch build has the oneDNN linear kernel and it computes a product."""
+    if _state["available"] is None:
+        ok = False
+        op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
+        if op is not None and torch.backends.mkldnn.is_available():
+            try:
+                a = torch.arange(6, dtype=torch.float32).reshape(2, 3)
+                ok = bool(torch.equal(op(a, a, None, "none", [], ""), a @ a.t()))
+            except (RuntimeError, NotImplementedError):
+                ok = False
+        _state["available"] = ok
+    return bool(_state["available"])
+
+
+def onednn_enabled() -> bool:
+    """Whether products go through oneDNN now (available and not switched off)."""
+    return bool(_state["enabled"]) and onednn_available()
+
+
+@contextlib.contextmanager
+def use_onednn(enabled: bool) -> Iterator[None]:
+    """Within the block, send products to oneDNN (True) or to PyTorch's stock kernels (False)."""
+    before = _state["enabled"]
+    _state["enabled"] = enabled
+    try:
+        yield
+    finally:
+        _state["enabled"] = before
+
+
+def _fits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (a.dim() == 2 and b.dim() == 2 and a.dtype == torch.float32
+            and b.dtype == torch.float32 and a.device.type == "cpu" and b.device.type == "cpu"
+            and a.numel() > 0 and b.numel() > 0 and onednn_enabled())
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N), as `F.linear`; not tracked by autograd.
+
+    Either operand may be a transposed view: oneDNN reads strides, so `linear(g.t(), x.t())` is
+    the weight gradient g^T x with no copy.
+    """
+    if _fits(x, weight):
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a (M, K) @ b (K, N) -> (M, N) for 2-D float32 operands, through oneDNN when it can."""
+    return linear(a, b.t())
