@@ -61,7 +61,7 @@ def ours_worker(preset: str, epochs: int, threads: int) -> dict:
     train, val, _ = _tensors(splits, torch.device("cpu"))
     model = build_model(exp.model, tuple(splits.x_train.shape[1:]), 10, seed=0)
     opt = make_optimizer(model.parameters(), exp.optimizer)
-    chunk = preferred_chunk_size(exp.model)
+    chunk = preferred_chunk_size(exp.model, "cpu", model)
     x = train[0] if chunk else split_training_input(model, train[0], exp.training.batch_size)
     note = (f"input split {len(x.plan.core)} dense + {len(x.plan.rest)} sparse columns"
             if isinstance(x, SplitMatrix) else f"chunks of {chunk}" if chunk else "dense input")

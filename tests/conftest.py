@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,9 @@ import pytest
 from mnistlab.idx import idx_bytes
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# The compiled convolution kernel is built once into the checkout's build/ (ignored by git) and
+# reused by every test and every subprocess, instead of once per temporary cache.
+KERNELS = Path(__file__).resolve().parents[1] / "build" / "kernels"
 
 
 @pytest.fixture(scope="session")
@@ -25,6 +29,8 @@ def isolated_env(monkeypatch, session_cache, tmp_path):
     monkeypatch.setenv("MNISTLAB_CACHE", str(session_cache))
     monkeypatch.setenv("MNISTLAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MNISTLAB_OFFLINE", "1")
+    if "MNISTLAB_KERNELS" not in os.environ:
+        monkeypatch.setenv("MNISTLAB_KERNELS", str(KERNELS))
     monkeypatch.delenv("MNISTLAB_MIRRORS", raising=False)
     monkeypatch.delenv("MNISTLAB_DASK", raising=False)
     if SHARED_DATA.is_dir():

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 from mnistlab.config import load_experiment
-from mnistlab.models import Conv2dNHWC, build_model
+from mnistlab.fused_conv import ConvReluPool
+from mnistlab.models import Conv2dNHWC, Dense, build_model
 from mnistlab.pooling import MaxPool2x2, fast_pool_eligible
 
 
@@ -56,10 +57,23 @@ def test_channels_last_conv_equals_conv():
 
 
 def _plain_copy(model: nn.Sequential) -> nn.Sequential:
-    """The same network with stock modules: ReLU + MaxPool2d, NCHW Conv2d."""
+    """The same network with stock modules: ReLU + MaxPool2d, NCHW Conv2d, nn.Linear."""
     layers = []
+    pending_pool = False  # a fused first layer's ReLU and pool go where its Identities stand
     for module in copy.deepcopy(model):
-        if isinstance(module, MaxPool2x2):
+        if pending_pool and isinstance(module, nn.Identity):
+            layers.append(nn.ReLU() if pending_pool == "relu" else nn.MaxPool2d(2))
+            pending_pool = "pool" if pending_pool == "relu" else False
+        elif isinstance(module, ConvReluPool):
+            conv = nn.Conv2d(1, module.out_channels, module.kernel_size, 1, module.padding)
+            conv.load_state_dict(module.state_dict())
+            layers.append(conv)
+            pending_pool = "relu"
+        elif isinstance(module, Dense):
+            linear = nn.Linear(module.in_features, module.out_features)
+            linear.load_state_dict(module.state_dict())
+            layers.append(linear)
+        elif isinstance(module, MaxPool2x2):
             if module.relu:
                 layers[-1] = nn.ReLU()  # the Identity that held the absorbed ReLU's place
             layers.append(nn.MaxPool2d(2))
@@ -77,7 +91,7 @@ def _plain_copy(model: nn.Sequential) -> nn.Sequential:
 def test_lab_cnns_equal_their_stock_pytorch_version(preset):
     exp = load_experiment(preset)
     model = build_model(exp.model, (28, 28), 10, seed=0)
-    assert any(isinstance(m, MaxPool2x2) for m in model)
+    assert any(isinstance(m, MaxPool2x2 | ConvReluPool) for m in model)
     plain = _plain_copy(model)
     assert list(model.state_dict()) == list(plain.state_dict())  # saved weights load either way
     x = torch.rand(8, 28, 28, generator=torch.Generator().manual_seed(1))

@@ -21,6 +21,7 @@ from torch import nn
 
 from . import gemm
 from .config import ACTIVATIONS, ModelConfig
+from .fused_conv import ConvReluPool, fuse_first_layers
 from .layers import (
     LayerInfo,
     compare_text,
@@ -35,7 +36,8 @@ from .pooling import MaxPool2x2, fast_pool_eligible
 
 __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_parameters",
            "summary_text", "compare_text", "ACTIVATION_MODULES", "set_memory_format",
-           "preferred_chunk_size", "CNN_CHUNK_SIZE", "KerasDropout", "Dense"]
+           "preferred_chunk_size", "CNN_CHUNK_SIZE", "FUSED_CNN_CHUNK_SIZE", "KerasDropout",
+           "Dense"]
 
 
 class _DenseProduct(torch.autograd.Function):
@@ -221,7 +223,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
         if kind in ("conv2d", "dense") and spec["activation"] != "softmax":  # softmax: in loss
             modules.append(ACTIVATION_MODULES[spec["activation"]]())
         shape = out
-    return nn.Sequential(*_fast_pools(modules))
+    return nn.Sequential(*fuse_first_layers(_fast_pools(modules)))
 
 
 def _fast_pools(modules: list[nn.Module]) -> list[nn.Module]:
@@ -249,11 +251,20 @@ def set_memory_format(model: nn.Module, channels_last: bool) -> nn.Module:
 # Images per forward pass for a CNN on the CPU (see benchmarks/RESULTS.md): small enough for a
 # chunk's activations to stay in cache, large enough to keep the convolution kernels busy.
 CNN_CHUNK_SIZE = 256
+# When the only convolution is the fused first layer (fashion/final), what stays in memory per
+# image is its pooled map (14 x 14 x 9 floats, 7 KB), and the Dense products gain from more rows.
+FUSED_CNN_CHUNK_SIZE = 2048
 
 
-def preferred_chunk_size(cfg: ModelConfig, device: torch.device | str = "cpu") -> int | None:
+def preferred_chunk_size(cfg: ModelConfig, device: torch.device | str = "cpu",
+                         model: nn.Module | None = None) -> int | None:
     """Chunk size for `train.fit`: CNNs on the CPU train in cache-sized chunks; MLPs (one large
-    matrix product per layer) and GPUs are fastest with the whole batch at once."""
+    matrix product per layer) and GPUs are fastest with the whole batch at once. Given the built
+    `model`, a CNN whose every convolution is a fused first layer takes larger chunks."""
     if cfg.kind != "cnn" or torch.device(device).type != "cpu":
         return None
+    if model is not None:
+        convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        if convs and all(isinstance(m, ConvReluPool) for m in convs):
+            return FUSED_CNN_CHUNK_SIZE
     return CNN_CHUNK_SIZE

@@ -26,6 +26,7 @@ from .data import Splits, cache_dir, load_dataset, make_splits
 from .datasets import DatasetSpec
 from .errors import RunError, RunInterrupted, TrainingError
 from .features import extract_features
+from .fused_conv import ConvReluPool, kernel_is_built, native_kernel
 from .metrics import classification_scores
 from .models import build_model, count_parameters, preferred_chunk_size, summary_text
 from .runs import (
@@ -181,6 +182,18 @@ def _load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def _prepare_kernels(model: torch.nn.Module, device: torch.device,
+                     reporter: Reporter | None) -> None:
+    """Build the fused convolution kernel before the first epoch (once per machine, ~40 s), and
+    say so, rather than leave the first epoch's progress bar standing still."""
+    if device.type != "cpu" or not any(isinstance(m, ConvReluPool) for m in model.modules()):
+        return
+    note = getattr(reporter, "note", None)
+    if note is not None and not kernel_is_built():
+        note("compiling mnistlab's fused convolution kernel for this machine (once, ~40 s)")
+    native_kernel()
+
+
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
                 device: torch.device, checkpoint: dict | None, reporter: Reporter | None
                 ) -> RunResult:
@@ -203,6 +216,8 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
         if checkpoint.get("position"):
             position = EpochPosition(**checkpoint["position"])
     train, val, test = _tensors(splits, device)
+    chunk_size = preferred_chunk_size(exp.model, device, model)
+    _prepare_kernels(model, device, reporter)
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         _checkpoint(run_dir, model, optimizer, history, digest)
@@ -215,8 +230,7 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
         with stop_on_interrupt() as stop_requested:  # still armed while the stop is saved
             try:
                 fit(model, optimizer, train, val, exp.training, history, on_epoch,
-                    reporter.batch if reporter else None, position, stop_requested,
-                    preferred_chunk_size(exp.model, device))
+                    reporter.batch if reporter else None, position, stop_requested, chunk_size)
             except StopTraining as stop:
                 # First Ctrl-C, at a batch boundary: save the exact mid-epoch state (the
                 # per-epoch checkpoint already holds an epoch boundary).
@@ -244,7 +258,7 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     finally:
         if reporter:
             reporter.stop()
-    result = evaluate(model, *test, batch_size=preferred_chunk_size(exp.model, device) or 8192)
+    result = evaluate(model, *test, batch_size=chunk_size or 8192)
     metrics = _metrics(exp, spec, splits, result, history, in_shape, device, threads)
     try:
         _write_outputs(run_dir, exp, spec, splits, result, history, model, metrics)

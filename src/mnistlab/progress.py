@@ -29,6 +29,10 @@ class RichReporter:
                                            total=None, logs="")
         self._epoch = first_epoch
 
+    def note(self, text: str) -> None:
+        """A one-line message before training starts (e.g. a kernel being compiled)."""
+        self.console.print(text, style="dim", highlight=False)
+
     def batch(self, done: int, total: int) -> None:
         if self.progress is not None:
             self.progress.update(self.task, completed=done, total=total)

@@ -1,0 +1,177 @@
+"""A CNN's first layer, Conv2D(1 -> C) + ReLU + 2x2 max pool, as one compiled kernel on the CPU.
+
+Why: on one input channel oneDNN's convolution runs at 25-60 GFLOP/s, reorders its blocked output
+back to PyTorch's layout (a full extra pass) and leaves ReLU and pooling to separate passes; the
+pooling's gradient takes several more. The lab's first layers (fashion/final's 3x3 -> 9,
+cnn/final's 5x5 -> 9) have only k x k x C weights, so one pass over each image can compute
+the convolution row pair by row pair in registers, pool it, and write just the pooled map (in
+channels-last order, which Keras's Flatten and the next convolution read without a copy) and a
+byte per window saying where its maximum was. The weight gradient then needs only the pooled
+gradient and those bytes. The input never needs a gradient (it is data).
+
+Same semantics as Conv2d + ReLU + MaxPool2d(2) (PyTorch's and Keras's): 'valid' pooling drops an
+odd last row/column, the gradient goes to the first maximum of each window in row-major order, a
+window whose maximum is not positive passes none. tests/test_fused_conv.py proves the values and
+gradients equal to the stock modules'.
+
+The kernel (csrc/conv_relu_pool.cpp) is compiled on first use with PyTorch's C++ extension
+builder into `$MNISTLAB_KERNELS` (default `~/.cache/mnistlab/kernels`), once per machine and
+source version. Without a compiler, or with `MNISTLAB_NATIVE=0`, the stock modules run instead
+(slower, same results), after one `NativeKernelWarning`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .pooling import MaxPool2x2
+
+__all__ = ["ConvReluPool", "NativeKernelWarning", "native_kernel", "kernel_is_built",
+           "kernels_dir", "fuse_first_layers"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "conv_relu_pool.cpp"
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+
+
+class NativeKernelWarning(UserWarning):
+    """The compiled kernel could not be built or loaded; training falls back to stock modules."""
+
+
+def kernels_dir() -> Path:
+    """Where compiled kernels live: `$MNISTLAB_KERNELS`, else the user cache's `kernels/`."""
+    if os.environ.get("MNISTLAB_KERNELS"):
+        return Path(os.environ["MNISTLAB_KERNELS"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "mnistlab" / "kernels"
+
+
+def _build_name() -> str:
+    """Source, PyTorch version and this CPU's flags: a kernel built with -march=native for one
+    machine is never loaded on another."""
+    digest = hashlib.sha256(_SOURCE.read_bytes())
+    digest.update(torch.__version__.encode())
+    digest.update(platform.machine().encode())
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith(("flags", "Features")))
+        digest.update(flags.encode())
+    except (OSError, StopIteration):
+        pass
+    return f"mnistlab_conv_relu_pool_{digest.hexdigest()[:12]}"
+
+
+def kernel_is_built() -> bool:
+    """Whether the kernel is loaded, or compiled for this machine and source already."""
+    if _loaded.get("module") is not None:
+        return True
+    folder = kernels_dir() / _build_name()
+    return any(folder.glob("*.so"))
+
+
+def native_kernel():
+    """The compiled extension module, or None when it is switched off or cannot be built."""
+    if os.environ.get("MNISTLAB_NATIVE", "1") == "0":
+        return None
+    with _lock:
+        if "module" not in _loaded:
+            _loaded["module"] = _build()
+        return _loaded["module"]
+
+
+def _build():
+    try:
+        from torch.utils import cpp_extension
+
+        # ninja (a dependency) sits beside this interpreter even when the venv is not activated
+        bin_dir = str(Path(sys.executable).parent)
+        if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+            os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
+        name = _build_name()
+        build_dir = kernels_dir() / name
+        build_dir.mkdir(parents=True, exist_ok=True)
+        flags = ["-O3", "-fopenmp", "-march=native", "-mprefer-vector-width=512"]
+        # -fopenmp links libgomp.so.1; PyTorch's own copy of it is loaded already, so the
+        # kernel's parallel loops share PyTorch's thread pool instead of starting a second one.
+        return cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=flags,
+                                  extra_ldflags=["-fopenmp"], build_directory=str(build_dir),
+                                  verbose=False)
+    except Exception as exc:  # no compiler, no headers, read-only cache: stock modules instead
+        warnings.warn(f"mnistlab's compiled convolution kernel is unavailable ({exc!s:.300}); "
+                      "training uses PyTorch's stock modules (same results, slower)",
+                      NativeKernelWarning, stacklevel=3)
+        return None
+
+
+class _ConvReluPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, images, weight, bias, pads, kernel):  # noqa: D102
+        pooled, code = kernel.forward(images, weight, bias, *pads)  # (N, H2, W2, C) each
+        ctx.save_for_backward(images, weight, bias, code)
+        ctx.pads, ctx.kernel = pads, kernel
+        return pooled.permute(0, 3, 1, 2)  # (N, C, H2, W2) view, channels-last in memory
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        images, weight, bias, code = ctx.saved_tensors
+        grad_nhwc = grad.permute(0, 2, 3, 1).contiguous()  # free when grad is channels-last
+        grad_w, grad_b = ctx.kernel.backward(grad_nhwc, code, images, weight, bias, *ctx.pads)
+        return None, grad_w, grad_b, None, None
+
+
+class ConvReluPool(nn.Conv2d):
+    """Conv2d(1 -> C, stride 1) followed by ReLU and a 2x2 max pool, in one module (the same
+    parameters and state-dict names as the Conv2d it replaces)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        kernel = native_kernel() if self._native_fits(x) else None
+        if kernel is None:
+            return MaxPool2x2(relu=True)(super().forward(x))
+        pad_h, pad_w = self.padding
+        images = x.reshape(len(x), x.shape[-2], x.shape[-1]).contiguous()
+        return _ConvReluPoolFunction.apply(images, self.weight.contiguous(),
+                                           self.bias.contiguous(), (pad_h, pad_h, pad_w, pad_w),
+                                           kernel)
+
+    def _native_fits(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+                and x.shape[1] == 1 and len(x) > 0 and not x.requires_grad
+                and self.bias is not None and isinstance(self.padding, tuple)
+                and x.shape[-2] + 2 * self.padding[0] - self.kernel_size[0] + 1 >= 2
+                and x.shape[-1] + 2 * self.padding[1] - self.kernel_size[1] + 1 >= 2)
+
+    @classmethod
+    def eligible(cls, conv: nn.Module) -> bool:
+        """Whether `conv` is a plain one-input-channel, stride-1, square-kernel Conv2d."""
+        return (type(conv) is nn.Conv2d and conv.in_channels == 1 and conv.groups == 1
+                and conv.stride == (1, 1) and conv.dilation == (1, 1)
+                and conv.kernel_size[0] == conv.kernel_size[1] and conv.bias is not None
+                and isinstance(conv.padding, tuple) and conv.padding_mode == "zeros")
+
+    @classmethod
+    def replacing(cls, conv: nn.Conv2d) -> ConvReluPool:
+        fused = cls(1, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding)
+        fused.load_state_dict(conv.state_dict())
+        return fused
+
+
+def fuse_first_layers(modules: list[nn.Module]) -> list[nn.Module]:
+    """[Conv2d(1 -> C), Identity (an absorbed ReLU), MaxPool2x2(relu)] -> [ConvReluPool,
+    Identity, Identity]: module indices, and with them saved weight names, stay the same."""
+    out = list(modules)
+    for i in range(len(out) - 2):
+        if (ConvReluPool.eligible(out[i]) and isinstance(out[i + 1], nn.Identity)
+                and isinstance(out[i + 2], MaxPool2x2) and out[i + 2].relu):
+            out[i] = ConvReluPool.replacing(out[i])
+            out[i + 2] = nn.Identity()
+    return out
+

@@ -1,0 +1,182 @@
+"""The fused Conv2D(1 -> C) + ReLU + 2x2 max pool must equal the stock modules, values and
+gradients, for every kernel size and shape it accepts, and training through it must too."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab import fused_conv
+from mnistlab.config import ModelConfig, OptimizerConfig
+from mnistlab.fused_conv import ConvReluPool, fuse_first_layers, native_kernel
+from mnistlab.models import FUSED_CNN_CHUNK_SIZE, build_model, preferred_chunk_size
+from mnistlab.pooling import MaxPool2x2
+from mnistlab.train import make_optimizer, train_one_epoch
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fused_conv.NativeKernelWarning)
+        try:
+            module = native_kernel()
+        except fused_conv.NativeKernelWarning as exc:  # no compiler on this machine
+            pytest.skip(str(exc))
+    if module is None:
+        pytest.skip("MNISTLAB_NATIVE=0")
+    return module
+
+
+def _images(n, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 1, h, w, generator=g)
+    x[x < 0.4] = 0  # digit-like: many exact zeros, so windows tie and maxima are <= 0
+    return x
+
+
+def _reference(conv, x):
+    return F.max_pool2d(F.relu(conv(x)), 2)
+
+
+@pytest.mark.parametrize("k, channels, padding, h, w", [
+    (3, 9, 1, 28, 28),   # fashion/final's first layer
+    (5, 9, 2, 28, 28),   # cnn/final's
+    (1, 4, 0, 28, 28),
+    (7, 3, 3, 20, 20),
+    (3, 5, 0, 13, 11),   # 'valid', odd outputs: the last row/column is dropped
+    (5, 17, 2, 9, 40),   # wider than one tile, more channels than one register group
+    (4, 2, 1, 12, 12),   # an even kernel: the generic (not register-blocked) path
+    (3, 1, 1, 2, 2),
+])
+def test_values_and_gradients_equal_the_stock_modules(kernel, k, channels, padding, h, w):
+    torch.manual_seed(k * 100 + channels)
+    conv = nn.Conv2d(1, channels, k, padding=padding)
+    nn.init.uniform_(conv.bias, -0.3, 0.3)  # some channels negative: windows with no gradient
+    fused = ConvReluPool.replacing(conv)
+    x = _images(37, h, w, seed=k)
+    out, ref = fused(x), _reference(conv, x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    upstream = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
+    (out * upstream).sum().backward()
+    (ref * upstream).sum().backward()
+    scale = conv.weight.grad.abs().max().item() + 1.0
+    torch.testing.assert_close(fused.weight.grad, conv.weight.grad, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(fused.bias.grad, conv.bias.grad, rtol=1e-5, atol=1e-5 * scale)
+
+
+def test_ties_and_non_positive_windows_follow_pytorch(kernel):
+    """Constant windows: the first corner in row-major order gets the gradient; a window whose
+    maximum is 0 (all-zero image, zero bias) passes none."""
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1] = 1.0
+        conv.bias.copy_(torch.tensor([0.0, 0.5]))
+    fused = ConvReluPool.replacing(conv)
+    x = torch.zeros(3, 1, 6, 6)
+    x[1] = 1.0
+    x[2, 0, 2:4, 2:4] = torch.tensor([[2.0, 2.0], [2.0, 1.0]])
+    out, ref = fused(x), _reference(conv, x)
+    torch.testing.assert_close(out, ref)
+    (out.sum()).backward()
+    ref.sum().backward()
+    torch.testing.assert_close(fused.weight.grad, conv.weight.grad)
+    torch.testing.assert_close(fused.bias.grad, conv.bias.grad)
+
+
+def test_results_do_not_depend_on_the_thread_count(kernel):
+    conv = nn.Conv2d(1, 9, 5, padding=2)
+    x = _images(100, 28, 28, seed=3)
+    grads = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            fused = ConvReluPool.replacing(conv)
+            fused(x).square().sum().backward()
+            grads.append(fused.weight.grad.clone())
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_built_cnns_fuse_their_first_layer_and_keep_weight_names():
+    cfg = ModelConfig(kind="cnn", layers=(
+        {"type": "conv2d", "filters": 9, "kernel_size": 3, "padding": "same"},
+        {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
+        {"type": "dense", "units": 100}))
+    model = build_model(cfg, (28, 28), 10, seed=0)
+    assert isinstance(model[1], ConvReluPool)
+    assert isinstance(model[3], nn.Identity)  # the pool now inside the fused layer
+    assert "1.weight" in model.state_dict() and "5.weight" in model.state_dict()
+    assert preferred_chunk_size(cfg, "cpu", model) == FUSED_CNN_CHUNK_SIZE
+    tanh = ModelConfig(kind="cnn", activation="tanh", layers=cfg.layers)
+    assert not any(isinstance(m, ConvReluPool) for m in build_model(tanh, (28, 28), 10, seed=0))
+
+
+def test_fusion_leaves_other_layers_alone():
+    conv = nn.Conv2d(3, 4, 3, padding=1)  # three input channels: not the fused kind
+    mods = [conv, nn.Identity(), MaxPool2x2(relu=True)]
+    assert fuse_first_layers(mods)[0] is conv
+    strided = nn.Conv2d(1, 4, 3, stride=2)
+    assert fuse_first_layers([strided, nn.Identity(), MaxPool2x2(relu=True)])[0] is strided
+
+
+def test_training_steps_equal_the_stock_path(kernel):
+    cfg = ModelConfig(kind="cnn", layers=(
+        {"type": "conv2d", "filters": 6, "kernel_size": 5, "padding": "same"},
+        {"type": "maxpool2d", "pool_size": 2},
+        {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
+        {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
+        {"type": "dense", "units": 16}))
+    fused = build_model(cfg, (28, 28), 10, seed=4)
+    stock = copy.deepcopy(fused)
+    stock[1] = nn.Conv2d(1, 6, 5, padding=2)
+    stock[1].load_state_dict(fused[1].state_dict())
+    stock[3] = MaxPool2x2(relu=True)
+    x = _images(300, 28, 28, seed=5)[:, 0]
+    y = torch.randint(0, 10, (300,), generator=torch.Generator().manual_seed(6))
+    for model in (fused, stock):  # one batch: the gradients agree to float rounding
+        F.cross_entropy(model(x), y).backward()
+    for p, q in zip(fused.parameters(), stock.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+    results = []
+    for model in (fused, stock):  # an epoch of RMSprop steps in chunks, as fit trains
+        model.zero_grad()
+        opt = make_optimizer(model.parameters(), OptimizerConfig())
+        results.append(train_one_epoch(model, opt, x, y, 64, None, chunk_size=32))
+    assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
+    # RMSprop divides by the root of the squared gradients, so rounding in a near-zero gradient
+    # can move a weight by part of one step (learning rate 1e-3): far below that, not equal.
+    for p, q in zip(fused.parameters(), stock.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=3e-4)
+
+
+def test_switched_off_it_falls_back_to_stock_modules():
+    code = ("import torch; from torch import nn; from mnistlab.fused_conv import ConvReluPool, "
+            "native_kernel; c = ConvReluPool(1, 3, 3, padding=1); "
+            "print(native_kernel(), tuple(c(torch.rand(2, 1, 8, 8)).shape))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**__import__("os").environ, "MNISTLAB_NATIVE": "0"}, check=True)
+    assert out.stdout.split() == ["None", "(2,", "3,", "4,", "4)"]
+
+
+def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
+    monkeypatch.setattr(fused_conv, "_loaded", {})
+    monkeypatch.setattr(fused_conv, "_SOURCE", tmp_path / "missing.cpp")
+    monkeypatch.setattr(fused_conv, "_build_name", lambda: "broken")
+    with pytest.warns(fused_conv.NativeKernelWarning, match="stock modules"):
+        assert native_kernel() is None
+    conv = ConvReluPool(1, 2, 3, padding=1)
+    x = _images(4, 8, 8, seed=0)
+    stock = nn.Conv2d(1, 2, 3, padding=1)
+    stock.load_state_dict(conv.state_dict())
+    torch.testing.assert_close(conv(x), _reference(stock, x))
