@@ -16,7 +16,12 @@ from torch import nn
 from mnistlab import fused_conv
 from mnistlab.config import ModelConfig, OptimizerConfig
 from mnistlab.fused_conv import ConvReluPool, fuse_first_layers, native_kernel
-from mnistlab.models import FUSED_CNN_CHUNK_SIZE, build_model, preferred_chunk_size
+from mnistlab.models import (
+    FUSED_CNN_CHUNK_SIZE,
+    DenseOverCHW,
+    build_model,
+    preferred_chunk_size,
+)
 from mnistlab.pooling import MaxPool2x2
 from mnistlab.train import make_optimizer, train_one_epoch
 
@@ -52,14 +57,16 @@ def _reference(conv, x):
     (7, 3, 3, 20, 20),
     (3, 5, 0, 13, 11),   # 'valid', odd outputs: the last row/column is dropped
     (5, 17, 2, 9, 40),   # wider than one tile, more channels than one register group
-    (4, 2, 1, 12, 12),   # an even kernel: the generic (not register-blocked) path
+    (4, 2, 1, 12, 12),   # an even kernel: not compiled for, the stock modules run
     (3, 1, 1, 2, 2),
 ])
-def test_values_and_gradients_equal_the_stock_modules(kernel, k, channels, padding, h, w):
+@pytest.mark.parametrize("planar", [False, True])
+def test_values_and_gradients_equal_the_stock_modules(kernel, k, channels, padding, h, w, planar):
     torch.manual_seed(k * 100 + channels)
     conv = nn.Conv2d(1, channels, k, padding=padding)
     nn.init.uniform_(conv.bias, -0.3, 0.3)  # some channels negative: windows with no gradient
     fused = ConvReluPool.replacing(conv)
+    fused.planar_output = planar
     x = _images(37, h, w, seed=k)
     out, ref = fused(x), _reference(conv, x)
     assert out.shape == ref.shape
@@ -114,8 +121,9 @@ def test_built_cnns_fuse_their_first_layer_and_keep_weight_names():
         {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
         {"type": "dense", "units": 100}))
     model = build_model(cfg, (28, 28), 10, seed=0)
-    assert isinstance(model[1], ConvReluPool)
+    assert isinstance(model[1], ConvReluPool) and model[1].planar_output
     assert isinstance(model[3], nn.Identity)  # the pool now inside the fused layer
+    assert isinstance(model[5], DenseOverCHW)  # reads the planar map in Keras's H, W, C order
     assert "1.weight" in model.state_dict() and "5.weight" in model.state_dict()
     assert preferred_chunk_size(cfg, "cpu", model) == FUSED_CNN_CHUNK_SIZE
     tanh = ModelConfig(kind="cnn", activation="tanh", layers=cfg.layers)

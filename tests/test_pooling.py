@@ -11,7 +11,7 @@ from torch import nn
 
 from mnistlab.config import load_experiment
 from mnistlab.fused_conv import ConvReluPool
-from mnistlab.models import Conv2dNHWC, Dense, build_model
+from mnistlab.models import Conv2dNHWC, Dense, FlattenCHW, FlattenHWC, build_model
 from mnistlab.pooling import MaxPool2x2, fast_pool_eligible
 
 
@@ -69,6 +69,8 @@ def _plain_copy(model: nn.Sequential) -> nn.Sequential:
             conv.load_state_dict(module.state_dict())
             layers.append(conv)
             pending_pool = "relu"
+        elif isinstance(module, FlattenCHW):  # the fused layer's planar map, read as Keras does
+            layers.append(FlattenHWC())
         elif isinstance(module, Dense):
             linear = nn.Linear(module.in_features, module.out_features)
             linear.load_state_dict(module.state_dict())

@@ -114,23 +114,35 @@ def _build():
 
 class _ConvReluPoolFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, images, weight, bias, pads, kernel):  # noqa: D102
-        pooled, code = kernel.forward(images, weight, bias, *pads)  # (N, H2, W2, C) each
+    def forward(ctx, images, weight, bias, pads, planar, kernel):  # noqa: D102
+        pooled, code = kernel.forward(images, weight, bias, *pads, planar)
         ctx.save_for_backward(images, weight, bias, code)
-        ctx.pads, ctx.kernel = pads, kernel
-        return pooled.permute(0, 3, 1, 2)  # (N, C, H2, W2) view, channels-last in memory
+        ctx.pads, ctx.planar, ctx.kernel = pads, planar, kernel
+        # (N, C, H2, W2): planar, or a view of the channels-last (N, H2, W2, C) result
+        return pooled if planar else pooled.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         images, weight, bias, code = ctx.saved_tensors
-        grad_nhwc = grad.permute(0, 2, 3, 1).contiguous()  # free when grad is channels-last
-        grad_w, grad_b = ctx.kernel.backward(grad_nhwc, code, images, weight, bias, *ctx.pads)
-        return None, grad_w, grad_b, None, None
+        # free when the gradient already has the output's layout (as it does in the lab's CNNs)
+        grad = grad.contiguous() if ctx.planar else grad.permute(0, 2, 3, 1).contiguous()
+        grad_w, grad_b = ctx.kernel.backward(grad, code, images, weight, bias, *ctx.pads,
+                                             ctx.planar)
+        return None, grad_w, grad_b, None, None, None
+
+
+KERNEL_SIZES = (1, 3, 5, 7)  # the sizes the compiled kernel is register-blocked for
 
 
 class ConvReluPool(nn.Conv2d):
     """Conv2d(1 -> C, stride 1) followed by ReLU and a 2x2 max pool, in one module (the same
-    parameters and state-dict names as the Conv2d it replaces)."""
+    parameters and state-dict names as the Conv2d it replaces).
+
+    The output is (N, C, H2, W2); in memory channels-last (what a next convolution reads), or
+    planar when `planar_output` is set (what `DenseOverCHW` reads after a plain flatten).
+    """
+
+    planar_output: bool = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = native_kernel() if self._native_fits(x) else None
@@ -140,10 +152,11 @@ class ConvReluPool(nn.Conv2d):
         images = x.reshape(len(x), x.shape[-2], x.shape[-1]).contiguous()
         return _ConvReluPoolFunction.apply(images, self.weight.contiguous(),
                                            self.bias.contiguous(), (pad_h, pad_h, pad_w, pad_w),
-                                           kernel)
+                                           self.planar_output, kernel)
 
     def _native_fits(self, x: torch.Tensor) -> bool:
-        return (x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
+        return (self.kernel_size[0] == self.kernel_size[1] in KERNEL_SIZES
+                and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
                 and x.shape[1] == 1 and len(x) > 0 and not x.requires_grad
                 and self.bias is not None and isinstance(self.padding, tuple)
                 and x.shape[-2] + 2 * self.padding[0] - self.kernel_size[0] + 1 >= 2
@@ -154,7 +167,8 @@ class ConvReluPool(nn.Conv2d):
         """Whether `conv` is a plain one-input-channel, stride-1, square-kernel Conv2d."""
         return (type(conv) is nn.Conv2d and conv.in_channels == 1 and conv.groups == 1
                 and conv.stride == (1, 1) and conv.dilation == (1, 1)
-                and conv.kernel_size[0] == conv.kernel_size[1] and conv.bias is not None
+                and conv.kernel_size[0] == conv.kernel_size[1] in KERNEL_SIZES
+                and conv.bias is not None
                 and isinstance(conv.padding, tuple) and conv.padding_mode == "zeros")
 
     @classmethod

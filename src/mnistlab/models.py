@@ -144,6 +144,49 @@ class FlattenHWC(nn.Module):
         return x.permute(0, 2, 3, 1).reshape(len(x), -1)
 
 
+class FlattenCHW(nn.Flatten):
+    """(B, C, H, W) -> (B, C * H * W) in C, H, W order: a free view of a planar map, for a
+    `DenseOverCHW` that knows the order."""
+
+
+class DenseOverCHW(Dense):
+    """A Dense layer after Keras's Flatten whose input arrives in C, H, W order instead.
+
+    The kernel stays in Keras's H, W, C order (same parameters, same saved weights); its columns
+    are gathered into C, H, W order for each product (176,400 floats for fashion/final's, far
+    less work than transposing every image's map), and autograd scatters the gradient back.
+    """
+
+    def __init__(self, in_features: int, out_features: int, map_shape: tuple[int, int, int]):
+        super().__init__(in_features, out_features)
+        h, w, c = map_shape
+        hwc_of_chw = torch.arange(h * w * c).view(h, w, c).permute(2, 0, 1).reshape(-1)
+        self.register_buffer("hwc_of_chw", hwc_of_chw, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.weight.index_select(1, self.hwc_of_chw)
+        if x.dim() == 2 and gemm.onednn_enabled() and x.device.type == "cpu" and (
+                x.dtype == torch.float32 and len(x) > 0):
+            return _DenseProduct.apply(x, weight, self.bias)
+        return torch.nn.functional.linear(x, weight, self.bias)
+
+
+def _planar_flatten(modules: list[nn.Module]) -> list[nn.Module]:
+    """[ConvReluPool, Identity, Identity, FlattenHWC, Dense] -> the fused layer writes planar maps,
+    the flatten is a free view and the Dense gathers its kernel's columns (same results)."""
+    out = list(modules)
+    for i in range(len(out) - 4):
+        if (isinstance(out[i], ConvReluPool) and isinstance(out[i + 1], nn.Identity)
+                and isinstance(out[i + 2], nn.Identity) and isinstance(out[i + 3], FlattenHWC)
+                and type(out[i + 4]) is Dense):
+            dense = out[i + 4]
+            over = DenseOverCHW(dense.in_features, dense.out_features, out[i + 3].map_shape)
+            over.load_state_dict(dense.state_dict())
+            out[i].planar_output = True
+            out[i + 3], out[i + 4] = FlattenCHW(), over
+    return out
+
+
 class Conv2dNHWC(nn.Conv2d):
     """Conv2d that computes in channels-last memory (same parameters, same results).
 
@@ -208,7 +251,9 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
     for spec, out in zip(specs, shapes, strict=True):
         kind = spec["type"]
         if kind == "flatten":
-            modules.append(FlattenHWC() if len(shape) == 3 else nn.Flatten())
+            flatten = FlattenHWC() if len(shape) == 3 else nn.Flatten()
+            flatten.map_shape = tuple(shape)  # (H, W, C), for _planar_flatten
+            modules.append(flatten)
         elif kind == "conv2d":
             modules.extend(_conv(spec, shape))
         elif kind == "maxpool2d":
@@ -223,7 +268,7 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
         if kind in ("conv2d", "dense") and spec["activation"] != "softmax":  # softmax: in loss
             modules.append(ACTIVATION_MODULES[spec["activation"]]())
         shape = out
-    return nn.Sequential(*fuse_first_layers(_fast_pools(modules)))
+    return nn.Sequential(*_planar_flatten(fuse_first_layers(_fast_pools(modules))))
 
 
 def _fast_pools(modules: list[nn.Module]) -> list[nn.Module]:
