@@ -39,7 +39,9 @@ typedef uint8_t u8x16 __attribute__((vector_size(16)));
 typedef uint8_t u8x16u __attribute__((vector_size(16), aligned(1)));
 
 inline v16 load(const float* p) { return *reinterpret_cast<const v16u*>(p); }
-inline v16 splat(float x) { return v16{} + x; }
+inline v16 splat(float x) {  // one broadcast (v16{} + x would add a zero first)
+  return v16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+}
 inline v16 vmax(v16 a, v16 b) { return a >= b ? a : b; }  // a on ties: the first corner wins
 inline v16 evens(v16 a, v16 b) {
   return __builtin_shufflevector(a, b, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
@@ -190,12 +192,15 @@ void backward_image(const float* xp, const float* grad, const uint8_t* code, con
         bias_acc += (d00 + d01) + (d10 + d11);
         const v16 top0 = interleave_low(d00, d01), top1 = interleave_high(d00, d01);
         const v16 bot0 = interleave_low(d10, d11), bot1 = interleave_high(d10, d11);
+        // input row 2*oh + r meets the top row through tap row r and the bottom row through
+        // tap row r - 1: each shifted input vector is loaded once for both
         const float* base = xp + 2 * oh * g.Wp + t * TW;
-        for (int i = 0; i < K; ++i)
+        for (int r = 0; r <= K; ++r)
           for (int j = 0; j < K; ++j) {
-            const float* r0 = base + i * g.Wp + j;
-            acc[i * K + j] += (top0 * load(r0) + top1 * load(r0 + 16)) +
-                              (bot0 * load(r0 + g.Wp) + bot1 * load(r0 + g.Wp + 16));
+            const float* row = base + r * g.Wp + j;
+            const v16 x0 = load(row), x1 = load(row + 16);
+            if (r < K) acc[r * K + j] += top0 * x0 + top1 * x1;
+            if (r > 0) acc[(r - 1) * K + j] += bot0 * x0 + bot1 * x1;
           }
       }
     }
