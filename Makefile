@@ -37,8 +37,13 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
+# Every benchmark of benchmarks/RESULTS.md; the Keras side installs its own venv (a few minutes).
 bench: $(VENV)/.installed-dev
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/bench_gemm.py
+	$(BIN)/python benchmarks/bench_fused_conv.py
+	$(BIN)/python benchmarks/bench_hog.py
+	bash benchmarks/keras_env.sh >/dev/null
+	$(BIN)/python benchmarks/epoch_vs_keras.py raw/final hog/final fashion/final cnn/final
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
