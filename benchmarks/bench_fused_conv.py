@@ -9,32 +9,21 @@ this process with the same threads, median of `--repeats`.
     PYTHONPATH=src python benchmarks/bench_fused_conv.py [--threads 2] [--batch 2048]
 """
 
+# ruff: noqa: I001  (mnistlab is imported before torch on purpose)
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
+import mnistlab  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads, as training)
 import torch
+from timing import median_seconds
 from torch import nn
 
-import mnistlab  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads, as training does)
 from mnistlab.cpu import flush_denormals, keep_freed_memory
 from mnistlab.fused_conv import ConvReluPool, native_kernel
 from mnistlab.pooling import MaxPool2x2
 
 LAYERS = {"fashion/final Conv2D(9, 3x3)": 3, "cnn/final Conv2D(9, 5x5)": 5}
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -72,8 +61,8 @@ def _compare(name: str, k: int, x: torch.Tensor, g: torch.Generator, repeats: in
         module.zero_grad(set_to_none=True)
         (module(x) * upstream).sum().backward()
 
-    t_stock = _median_seconds(lambda: step(stock), repeats)
-    t_fused = _median_seconds(lambda: step(fused), repeats)
+    t_stock = median_seconds(lambda: step(stock), repeats)
+    t_fused = median_seconds(lambda: step(fused), repeats)
     per = 1e6 / len(x)
     print(f"| {name} | {t_stock * per:.2f} | {t_fused * per:.2f} | {t_stock / t_fused:.2f}x |",
           flush=True)

@@ -7,15 +7,15 @@ process with the same threads; the median of `--repeats` timed calls is reported
     PYTHONPATH=src python benchmarks/bench_gemm.py [--threads 2] [--repeats 30]
 """
 
+# ruff: noqa: I001  (mnistlab is imported before torch on purpose)
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
+import mnistlab  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads, as training)
 import torch
+from timing import median_seconds
 
-import mnistlab  # noqa: F401  (sets OMP_WAIT_POLICY before torch loads, as training does)
 from mnistlab import gemm
 
 SHAPES = {  # (rows of the batch, inputs, units)
@@ -23,17 +23,6 @@ SHAPES = {  # (rows of the batch, inputs, units)
     "hog/final 392 -> 200, batch 512": (512, 392, 200),
     "fashion/final 1764 -> 100, chunk 2048": (2048, 1764, 100),
 }
-
-
-def _median_seconds(fn, repeats: int) -> float:
-    fn()
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -65,8 +54,8 @@ def _compare(name: str, m: int, k: int, n: int, g: torch.Generator, repeats: int
     }
     flops = 2.0 * m * k * n
     for label, (stock, ours) in products.items():
-        t_stock = _median_seconds(stock, repeats)
-        t_ours = _median_seconds(ours, repeats)
+        t_stock = median_seconds(stock, repeats)
+        t_ours = median_seconds(ours, repeats)
         print(f"| {name} | {label} | {flops / t_stock / 1e9:.0f} | {flops / t_ours / 1e9:.0f} "
               f"| {t_stock / t_ours:.2f}x |", flush=True)
 

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab import fused_conv
+from mnistlab import fused_conv, native
 from mnistlab.config import ModelConfig, OptimizerConfig
 from mnistlab.fused_conv import ConvReluPool, fuse_first_layers, native_kernel
 from mnistlab.models import (
@@ -178,9 +178,10 @@ def test_switched_off_it_falls_back_to_stock_modules():
 
 
 def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
-    monkeypatch.setattr(fused_conv, "_loaded", {})
-    monkeypatch.setattr(fused_conv, "_SOURCE", tmp_path / "missing.cpp")
-    monkeypatch.setattr(fused_conv, "_build_name", lambda: "broken")
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setattr(native, "_SOURCES", (tmp_path / "missing.cpp",))
+    monkeypatch.setattr(native, "_build_name", lambda: "broken")
+    monkeypatch.setenv("MNISTLAB_KERNELS", str(tmp_path / "kernels"))
     with pytest.warns(fused_conv.NativeKernelWarning, match="stock modules"):
         assert native_kernel() is None
     conv = ConvReluPool(1, 2, 3, padding=1)

@@ -12,6 +12,7 @@ from torch import nn
 from mnistlab.config import load_experiment
 from mnistlab.fused_conv import ConvReluPool
 from mnistlab.models import Conv2dNHWC, Dense, FlattenCHW, FlattenHWC, build_model
+from mnistlab.native import native_kernel
 from mnistlab.pooling import MaxPool2x2, fast_pool_eligible
 
 
@@ -31,6 +32,18 @@ def test_equals_relu_then_maxpool_including_ties(shape, relu, channels_last):
     out.backward(upstream)
     assert torch.equal(out, ref)
     assert torch.equal(b.grad, a.grad)  # each window's gradient goes to its first maximum
+
+
+def test_channels_last_relu_pools_take_the_compiled_kernel():
+    """So that the equality test above covers the compiled path, not only the fallback."""
+    if native_kernel() is None:
+        pytest.skip("compiled kernels unavailable here")
+    x = torch.randn(2, 9, 14, 14).contiguous(memory_format=torch.channels_last).requires_grad_()
+    out = MaxPool2x2(relu=True)(x)
+    assert type(out.grad_fn).__name__ == "_NativeReluPoolBackward"
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert type(MaxPool2x2(relu=True)(x.detach().contiguous()).grad_fn).__name__ != (
+        "_NativeReluPoolBackward")
 
 
 def test_no_gradient_bookkeeping_without_autograd():

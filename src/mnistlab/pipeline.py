@@ -26,9 +26,10 @@ from .data import Splits, cache_dir, load_dataset, make_splits
 from .datasets import DatasetSpec
 from .errors import RunError, RunInterrupted, TrainingError
 from .features import extract_features
-from .fused_conv import ConvReluPool, kernel_is_built, native_kernel
+from .fused_conv import ConvReluPool
 from .metrics import classification_scores
 from .models import build_model, count_parameters, preferred_chunk_size, summary_text
+from .native import kernel_is_built, native_kernel
 from .runs import (
     atomic_write_bytes,
     atomic_write_text,
@@ -190,7 +191,7 @@ def _prepare_kernels(model: torch.nn.Module, device: torch.device,
         return
     note = getattr(reporter, "note", None)
     if note is not None and not kernel_is_built():
-        note("compiling mnistlab's fused convolution kernel for this machine (once, ~40 s)")
+        note("compiling mnistlab's CPU kernels for this machine (once, ~40 s)")
     native_kernel()
 
 

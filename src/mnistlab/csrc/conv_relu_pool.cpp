@@ -306,7 +306,14 @@ std::vector<at::Tensor> conv_relu_pool_backward(const at::Tensor& grad, const at
   return {grad_w, grad_b};
 }
 
+// relu_pool.cpp
+std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x);
+at::Tensor relu_pool_backward(const at::Tensor& grad, const at::Tensor& code, int64_t H,
+                              int64_t W);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &conv_relu_pool_forward, "Conv2D(1 -> C, stride 1) + ReLU + 2x2 max pool");
   m.def("backward", &conv_relu_pool_backward, "its weight and bias gradients");
+  m.def("relu_pool_forward", &relu_pool_forward, "ReLU + 2x2 max pool, channels-last");
+  m.def("relu_pool_backward", &relu_pool_backward, "its input gradient");
 }
