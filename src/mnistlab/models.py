@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import gemm
 from .config import ACTIVATIONS, ModelConfig
+from .dense import Dense, DenseOverCHW
 from .fused_conv import ConvReluPool, fuse_first_layers
 from .layers import (
     LayerInfo,
@@ -37,34 +37,8 @@ from .pooling import MaxPool2x2, fast_pool_eligible
 __all__ = ["LayerInfo", "layer_specs", "build_model", "describe_layers", "count_parameters",
            "summary_text", "compare_text", "ACTIVATION_MODULES", "set_memory_format",
            "preferred_chunk_size", "CNN_CHUNK_SIZE", "FUSED_CNN_CHUNK_SIZE", "KerasDropout",
-           "Dense"]
+           "Dense", "DenseOverCHW", "FlattenHWC", "FlattenCHW"]
 
-
-class _DenseProduct(torch.autograd.Function):
-    """x W^T + b with its three gradient products, each through `mnistlab.gemm` (oneDNN)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):  # noqa: D102
-        ctx.save_for_backward(x, weight)
-        return gemm.linear(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: D102
-        x, weight = ctx.saved_tensors
-        grad_x = gemm.matmul(grad, weight) if ctx.needs_input_grad[0] else None
-        return grad_x, gemm.linear(grad.t(), x.t()), grad.sum(0)
-
-
-class Dense(nn.Linear):
-    """Keras's Dense kernel as an `nn.Linear` (same parameters and state-dict names) whose
-    products run on oneDNN's AVX-512 kernels where PyTorch would take MKL's AVX2 ones
-    (2x faster on AMD CPUs; see mnistlab.gemm)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2 and self.bias is not None and gemm.onednn_enabled() and (
-                x.device.type == "cpu" and x.dtype == torch.float32 and len(x) > 0):
-            return _DenseProduct.apply(x, self.weight, self.bias)
-        return super().forward(x)
 
 class KerasDropout(nn.Module):
     """Dropout as Keras/TensorFlow computes it: keep where uniform[0, 1) >= rate, scale by
@@ -147,28 +121,6 @@ class FlattenHWC(nn.Module):
 class FlattenCHW(nn.Flatten):
     """(B, C, H, W) -> (B, C * H * W) in C, H, W order: a free view of a planar map, for a
     `DenseOverCHW` that knows the order."""
-
-
-class DenseOverCHW(Dense):
-    """A Dense layer after Keras's Flatten whose input arrives in C, H, W order instead.
-
-    The kernel stays in Keras's H, W, C order (same parameters, same saved weights); its columns
-    are gathered into C, H, W order for each product (176,400 floats for fashion/final's, far
-    less work than transposing every image's map), and autograd scatters the gradient back.
-    """
-
-    def __init__(self, in_features: int, out_features: int, map_shape: tuple[int, int, int]):
-        super().__init__(in_features, out_features)
-        h, w, c = map_shape
-        hwc_of_chw = torch.arange(h * w * c).view(h, w, c).permute(2, 0, 1).reshape(-1)
-        self.register_buffer("hwc_of_chw", hwc_of_chw, persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.weight.index_select(1, self.hwc_of_chw)
-        if x.dim() == 2 and gemm.onednn_enabled() and x.device.type == "cpu" and (
-                x.dtype == torch.float32 and len(x) > 0):
-            return _DenseProduct.apply(x, weight, self.bias)
-        return torch.nn.functional.linear(x, weight, self.bias)
 
 
 def _planar_flatten(modules: list[nn.Module]) -> list[nn.Module]:
