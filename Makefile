@@ -37,7 +37,8 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 
-# Every benchmark of benchmarks/RESULTS.md; the Keras side installs its own venv (a few minutes).
+# The speed benchmarks of benchmarks/RESULTS.md (bench_predict.py, ~20 min, runs on its own);
+# the Keras side installs its own venv first (a few minutes).
 bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_gemm.py
 	$(BIN)/python benchmarks/bench_fused_conv.py
