@@ -31,18 +31,13 @@ class _DenseProduct(torch.autograd.Function):
         return grad_x, gemm.linear(grad.t(), x.t()), grad.sum(0)
 
 
-def _onednn_fits(x: torch.Tensor) -> bool:
-    return (x.dim() == 2 and x.device.type == "cpu" and x.dtype == torch.float32 and len(x) > 0
-            and gemm.onednn_enabled())
-
-
 class Dense(nn.Linear):
     """Keras's Dense kernel as an `nn.Linear` (same parameters and state-dict names) whose
     products run on oneDNN's AVX-512 kernels where PyTorch would take MKL's AVX2 ones
     (2x faster on AMD CPUs; see mnistlab.gemm)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bias is not None and _onednn_fits(x):
+        if self.bias is not None and gemm.fits(x, self.weight):
             return _DenseProduct.apply(x, self.weight, self.bias)
         return super().forward(x)
 
@@ -63,6 +58,6 @@ class DenseOverCHW(Dense):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.weight.index_select(1, self.hwc_of_chw)
-        if _onednn_fits(x):
+        if gemm.fits(x, weight):
             return _DenseProduct.apply(x, weight, self.bias)
         return torch.nn.functional.linear(x, weight, self.bias)

@@ -1,12 +1,14 @@
 """A CNN's first layer, Conv2D(1 -> C) + ReLU + 2x2 max pool, as one compiled kernel on the CPU.
 
-Why: on one input channel oneDNN's convolution runs at 25-60 GFLOP/s, reorders its blocked output
-back to PyTorch's layout (a full extra pass) and leaves ReLU and pooling to separate passes; the
-pooling's gradient takes several more. The lab's first layers (fashion/final's 3x3 -> 9,
-cnn/final's 5x5 -> 9) have only k x k x C weights, so one pass over each image can compute
-the convolution row pair by row pair in registers, pool it, and write just the pooled map (in
-channels-last order, which Keras's Flatten and the next convolution read without a copy) and a
-byte per window saying where its maximum was. The weight gradient then needs only the pooled
+Why: on one input channel oneDNN's convolution reorders its blocked output back to PyTorch's
+layout (a full extra pass, seen in ONEDNN_VERBOSE) and leaves ReLU and pooling to separate passes;
+the pooling's gradient takes several more. Forward + backward, the stock modules take 44-86 us
+per image here, the fused layer 4 (3x3) to 8 (5x5) us (benchmarks/bench_fused_conv.py). The
+lab's first layers (fashion/final's 3x3 -> 9, cnn/final's 5x5 -> 9) have only k x k x C
+weights, so one pass over each image can compute the convolution row pair by row pair in
+registers, pool it, and write just the pooled map (channels-last for a next convolution, planar
+for a Flatten + Dense that reads it through `DenseOverCHW`) and a byte per window saying where
+its maximum was. The weight gradient then needs only the pooled
 gradient and those bytes. The input never needs a gradient (it is data).
 
 Same semantics as Conv2d + ReLU + MaxPool2d(2) (PyTorch's and Keras's): 'valid' pooling drops an
@@ -28,7 +30,7 @@ from .native import NativeKernelWarning, kernel_is_built, kernels_dir, native_ke
 from .pooling import MaxPool2x2
 
 __all__ = ["ConvReluPool", "NativeKernelWarning", "native_kernel", "kernel_is_built",
-           "kernels_dir", "fuse_first_layers"]
+           "kernels_dir", "fuse_first_layers", "uses_native_kernels"]
 
 
 class _ConvReluPoolFunction(torch.autograd.Function):
@@ -51,6 +53,16 @@ class _ConvReluPoolFunction(torch.autograd.Function):
 
 
 KERNEL_SIZES = (1, 3, 5, 7)  # the sizes the compiled kernel is register-blocked for
+_RELU_POOL = MaxPool2x2(relu=True)  # the stock path's ReLU + pool (a stateless module)
+
+
+def _compiled_shape(conv: nn.Conv2d) -> bool:
+    """One input channel, stride 1, no dilation or groups, a square kernel of KERNEL_SIZES,
+    symmetric zero padding, a bias."""
+    return (conv.in_channels == 1 and conv.groups == 1 and conv.stride == (1, 1)
+            and conv.dilation == (1, 1) and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.kernel_size[0] in KERNEL_SIZES and conv.bias is not None
+            and isinstance(conv.padding, tuple) and conv.padding_mode == "zeros")
 
 
 class ConvReluPool(nn.Conv2d):
@@ -66,7 +78,7 @@ class ConvReluPool(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel = native_kernel() if self._native_fits(x) else None
         if kernel is None:
-            return MaxPool2x2(relu=True)(super().forward(x))
+            return _RELU_POOL(super().forward(x))
         pad_h, pad_w = self.padding
         images = x.reshape(len(x), x.shape[-2], x.shape[-1]).contiguous()
         return _ConvReluPoolFunction.apply(images, self.weight.contiguous(),
@@ -74,27 +86,27 @@ class ConvReluPool(nn.Conv2d):
                                            self.planar_output, kernel)
 
     def _native_fits(self, x: torch.Tensor) -> bool:
-        return (self.kernel_size[0] == self.kernel_size[1] in KERNEL_SIZES
-                and x.device.type == "cpu" and x.dtype == torch.float32 and x.dim() == 4
-                and x.shape[1] == 1 and len(x) > 0 and not x.requires_grad
-                and self.bias is not None and isinstance(self.padding, tuple)
+        return (_compiled_shape(self) and x.device.type == "cpu" and x.dtype == torch.float32
+                and x.dim() == 4 and len(x) > 0 and not x.requires_grad
                 and x.shape[-2] + 2 * self.padding[0] - self.kernel_size[0] + 1 >= 2
                 and x.shape[-1] + 2 * self.padding[1] - self.kernel_size[1] + 1 >= 2)
 
     @classmethod
     def eligible(cls, conv: nn.Module) -> bool:
-        """Whether `conv` is a plain one-input-channel, stride-1, square-kernel Conv2d."""
-        return (type(conv) is nn.Conv2d and conv.in_channels == 1 and conv.groups == 1
-                and conv.stride == (1, 1) and conv.dilation == (1, 1)
-                and conv.kernel_size[0] == conv.kernel_size[1] in KERNEL_SIZES
-                and conv.bias is not None
-                and isinstance(conv.padding, tuple) and conv.padding_mode == "zeros")
+        """Whether `conv` is a plain Conv2d of the shape the compiled kernel handles."""
+        return type(conv) is nn.Conv2d and _compiled_shape(conv)
 
     @classmethod
     def replacing(cls, conv: nn.Conv2d) -> ConvReluPool:
         fused = cls(1, conv.out_channels, conv.kernel_size, stride=1, padding=conv.padding)
         fused.load_state_dict(conv.state_dict())
         return fused
+
+
+def uses_native_kernels(model: nn.Module) -> bool:
+    """Whether `model` has layers that run on mnistlab's compiled kernels when they can."""
+    return any(isinstance(m, ConvReluPool) or (isinstance(m, MaxPool2x2) and m.relu)
+               for m in model.modules())
 
 
 def fuse_first_layers(modules: list[nn.Module]) -> list[nn.Module]:
@@ -107,4 +119,3 @@ def fuse_first_layers(modules: list[nn.Module]) -> list[nn.Module]:
             out[i] = ConvReluPool.replacing(out[i])
             out[i + 2] = nn.Identity()
     return out
-

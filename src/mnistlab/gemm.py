@@ -2,10 +2,10 @@
 
 Why: PyTorch sends a float32 `addmm`/`mm` on the CPU to MKL, and MKL runs its AVX2 kernels on AMD
 processors even where they have AVX-512. oneDNN chooses its kernels by instruction set alone. On
-the 2-core AMD Zen 5 development machine, for the lab's shapes (4096 x 784 x 250, 4096 x 1764 x
-100, 512 x 392 x 200), MKL reaches 150-180 GFLOP/s and oneDNN 330-400 GFLOP/s, for forward
-products and for both gradient products alike (benchmarks/RESULTS.md). The products are the same
-float32 sums; only the order of the additions, and with it the last bits, differs.
+the 2-core AMD Zen 5 development machine, for the lab's Dense layers (784 -> 250 at batch 4096,
+392 -> 200 at 512, 1764 -> 100 at 2048), MKL reaches 128-194 GFLOP/s and oneDNN 325-440, for the
+forward product and both gradient products alike (benchmarks/bench_gemm.py, RESULTS.md). The
+products are the same float32 sums; only the order of the additions, and the last bits, differ.
 
 The kernel is PyTorch's `torch.ops.mkldnn._linear_pointwise` (the one `torch.compile` uses for
 CPU linear layers). Where it is missing (a build without oneDNN) or the operands are not 2-D
@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
-__all__ = ["linear", "matmul", "onednn_available", "onednn_enabled", "use_onednn"]
+__all__ = ["fits", "linear", "matmul", "onednn_available", "onednn_enabled", "use_onednn"]
 
 _state: dict[str, bool | None] = {"available": None,
                                   "enabled": os.environ.get("MNISTLAB_GEMM", "") != "torch"}
@@ -59,10 +59,11 @@ def use_onednn(enabled: bool) -> Iterator[None]:
         _state["enabled"] = before
 
 
-def _fits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return (a.dim() == 2 and b.dim() == 2 and a.dtype == torch.float32
-            and b.dtype == torch.float32 and a.device.type == "cpu" and b.device.type == "cpu"
-            and a.numel() > 0 and b.numel() > 0 and onednn_enabled())
+def fits(*operands: torch.Tensor) -> bool:
+    """Whether a product of these operands goes to oneDNN: non-empty 2-D float32 CPU tensors,
+    with oneDNN available and switched on."""
+    return all(t.dim() == 2 and t.dtype == torch.float32 and t.device.type == "cpu"
+               and t.numel() > 0 for t in operands) and onednn_enabled()
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
@@ -72,7 +73,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     Either operand may be a transposed view: oneDNN reads strides, so `linear(g.t(), x.t())` is
     the weight gradient g^T x with no copy.
     """
-    if _fits(x, weight):
+    if fits(x, weight):
         return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
 

@@ -99,5 +99,3 @@ def _build():
                       "training uses PyTorch's stock modules (same results, slower)",
                       NativeKernelWarning, stacklevel=3)
         return None
-
-

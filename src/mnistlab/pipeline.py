@@ -26,7 +26,7 @@ from .data import Splits, cache_dir, load_dataset, make_splits
 from .datasets import DatasetSpec
 from .errors import RunError, RunInterrupted, TrainingError
 from .features import extract_features
-from .fused_conv import ConvReluPool
+from .fused_conv import uses_native_kernels
 from .metrics import classification_scores
 from .models import build_model, count_parameters, preferred_chunk_size, summary_text
 from .native import kernel_is_built, native_kernel
@@ -185,9 +185,9 @@ def _load_checkpoint(path: Path) -> dict:
 
 def _prepare_kernels(model: torch.nn.Module, device: torch.device,
                      reporter: Reporter | None) -> None:
-    """Build the fused convolution kernel before the first epoch (once per machine, ~40 s), and
-    say so, rather than leave the first epoch's progress bar standing still."""
-    if device.type != "cpu" or not any(isinstance(m, ConvReluPool) for m in model.modules()):
+    """Build the compiled kernels before the first epoch (once per machine, ~40 s), and say so,
+    rather than leave the first epoch's progress bar standing still."""
+    if device.type != "cpu" or not uses_native_kernels(model):
         return
     note = getattr(reporter, "note", None)
     if note is not None and not kernel_is_built():

@@ -87,7 +87,7 @@ class _NativeReluPool(torch.autograd.Function):
 
 def _native_fits(x: torch.Tensor) -> bool:
     return (x.dim() == 4 and x.device.type == "cpu" and x.dtype == torch.float32
-            and x.shape[-2] >= 2 and x.shape[-1] >= 2 and len(x) > 0 and x.shape[1] > 1
+            and x.shape[-2] >= 2 and x.shape[-1] >= 2 and len(x) > 0
             and x.is_contiguous(memory_format=torch.channels_last))
 
 

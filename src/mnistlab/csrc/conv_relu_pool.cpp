@@ -162,19 +162,14 @@ void forward_channels(const float* xp, const float* w, const float* b, const Geo
 }
 
 // Adds one image's weight and bias gradients to gw (C*K*K) and gb (C). `plane` is scratch for
-// one channel's pooled gradient in code-plane layout when the gradient is channels-last.
+// one channel's pooled gradient in the codes' padded layout (lanes past W2 have code 255).
 template <int K>
 void backward_image(const float* xp, const float* grad, const uint8_t* code, const Geometry& g,
                     float* plane, float* gw, float* gb) {
   const int64_t plane_size = g.H2 * g.S;
   for (int64_t c = 0; c < g.C; ++c) {
-    // Planar gradients are read in place, a whole vector per row (lanes past W2 have code 255)
-    // wherever that vector lies inside the image; other rows, and every row of a channels-last
-    // gradient, go through `plane` first.
-    const int64_t image_size = g.C * g.H2 * g.W2;
     for (int64_t oh = 0; oh < g.H2; ++oh)
-      if (!g.planar || g.y_at(c, oh, 0) + g.S > image_size)
-        for (int64_t pw = 0; pw < g.W2; ++pw) plane[oh * g.S + pw] = grad[g.y_at(c, oh, pw)];
+      for (int64_t pw = 0; pw < g.W2; ++pw) plane[oh * g.S + pw] = grad[g.y_at(c, oh, pw)];
     const uint8_t* cplane = code + c * plane_size;
     v16 acc[K * K];
     for (int q = 0; q < K * K; ++q) acc[q] = v16{};
@@ -182,9 +177,7 @@ void backward_image(const float* xp, const float* grad, const uint8_t* code, con
     for (int64_t oh = 0; oh < g.H2; ++oh) {
       for (int64_t t = 0; t < g.tiles; ++t) {
         const int64_t at = oh * g.S + t * LANES;
-        const int64_t in_grad = g.y_at(c, oh, t * LANES);
-        const v16 gv = g.planar && in_grad + LANES <= image_size ? load(grad + in_grad)
-                                                                 : load(plane + at);
+        const v16 gv = load(plane + at);
         const i16 cv = __builtin_convertvector(*reinterpret_cast<const u8x16u*>(cplane + at), i16);
         const v16 zero{};
         const v16 d00 = cv == 0 ? gv : zero, d01 = cv == 1 ? gv : zero;
