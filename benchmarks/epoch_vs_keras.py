@@ -16,7 +16,12 @@ mnistlab trains exactly as `mnistlab run` does (`train.fit`'s set-up: split spar
 MLPs, cache-sized chunks for CNNs, flush-to-zero, allocator setting, OpenMP policy).
 
     python benchmarks/epoch_vs_keras.py raw/final hog/final cnn/final fashion/final \\
-        [--epochs 5] [--threads 2] [--rounds 3]
+        [--epochs 5] [--threads 2] [--rounds 3] [--variants default,dense-input] [--profile]
+
+`--variants` measures mnistlab set up otherwise in the same rounds, to show what a choice is
+worth: `dense-input` (an MLP's first layer without the dense-core + sparse-rest split) or
+`chunk=N` (a CNN trained in chunks of N images). `--profile` prints the torch profiler's top
+operations for the last mnistlab epoch of the first round.
 
 Keras runs in its own virtualenv (benchmarks/.venv-keras, made by benchmarks/keras_env.sh).
 """
@@ -24,6 +29,7 @@ Keras runs in its own virtualenv (benchmarks/.venv-keras, made by benchmarks/ker
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -37,8 +43,10 @@ HERE = Path(__file__).resolve().parent
 KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
 
 
-def ours_worker(preset: str, epochs: int, threads: int) -> dict:
-    """Runs in its own process: our epochs, set up as `train.fit` sets them up."""
+def ours_worker(preset: str, epochs: int, threads: int, variant: str = "default",
+                profile: bool = False) -> dict:
+    """Runs in its own process: our epochs, set up as `train.fit` sets them up (or as `variant`
+    says)."""
     import mnistlab  # noqa: I001 - first: it sets OMP_WAIT_POLICY before torch loads
     import torch
 
@@ -62,19 +70,29 @@ def ours_worker(preset: str, epochs: int, threads: int) -> dict:
     model = build_model(exp.model, tuple(splits.x_train.shape[1:]), 10, seed=0)
     opt = make_optimizer(model.parameters(), exp.optimizer)
     chunk = preferred_chunk_size(exp.model, "cpu", model)
-    x = train[0] if chunk else split_training_input(model, train[0], exp.training.batch_size)
+    if variant.startswith("chunk="):
+        chunk = int(variant.split("=", 1)[1])
+    dense = variant == "dense-input" or chunk
+    x = train[0] if dense else split_training_input(model, train[0], exp.training.batch_size)
     note = (f"input split {len(x.plan.core)} dense + {len(x.plan.rest)} sparse columns"
             if isinstance(x, SplitMatrix) else f"chunks of {chunk}" if chunk else "dense input")
-    times = []
+    times, table = [], ""
     with flush_denormals():
         for epoch in range(epochs):
-            start = time.perf_counter()
-            order = torch.randperm(len(train[0]), generator=epoch_generator(0, epoch))
-            train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order,
-                            chunk_size=chunk)
-            evaluate(model, *val, batch_size=chunk or 8192)
-            times.append(time.perf_counter() - start)
-    return {"epoch_seconds": times, "note": note, "torch_version": torch.__version__}
+            profiler = (torch.profiler.profile() if profile and epoch == epochs - 1
+                        else contextlib.nullcontext())
+            with profiler:
+                start = time.perf_counter()
+                order = torch.randperm(len(train[0]), generator=epoch_generator(0, epoch))
+                train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order,
+                                chunk_size=chunk)
+                evaluate(model, *val, batch_size=chunk or 8192)
+                times.append(time.perf_counter() - start)
+            if profile and epoch == epochs - 1:
+                table = profiler.key_averages().table(sort_by="self_cpu_time_total",
+                                                      row_limit=12, max_name_column_width=40)
+    return {"epoch_seconds": times, "note": note, "torch_version": torch.__version__,
+            "profile": table}
 
 
 def export_worker(preset: str, npz: str) -> dict:
@@ -119,7 +137,8 @@ def keras_environment() -> dict[str, str]:
     return {**env, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def compare(preset: str, epochs: int, threads: int, rounds: int) -> float:
+def compare(preset: str, epochs: int, threads: int, rounds: int,
+            variants: tuple[str, ...] = ("default",), profile: bool = False) -> float:
     if not KERAS_PY.exists():
         sys.exit(f"{KERAS_PY} missing: run `bash benchmarks/keras_env.sh` first")
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,33 +148,41 @@ def compare(preset: str, epochs: int, threads: int, rounds: int) -> float:
                 "epochs": epochs, "threads": threads}
         print(f"{preset}: batch {info['batch_size']}, {info['n_train']} train + {info['n_val']} "
               f"validation images, {threads} threads, {rounds} rounds", flush=True)
-        ratios, keras_all, ours_all = [], [], []
+        keras_all: list[float] = []
+        ours_all: dict[str, list[float]] = {v: [] for v in variants}
+        ratios: dict[str, list[float]] = {v: [] for v in variants}
         for r in range(rounds):
             k = _json_of([str(KERAS_PY), str(HERE / "keras_reference.py")],
                          keras_environment(), json.dumps(spec))
-            o = _worker("ours", preset, str(epochs), str(threads))
             keras_s = k["steady_epoch_seconds"]
-            ours_s = statistics.median(o["epoch_seconds"][1:])
-            ratios.append(keras_s / ours_s)
             keras_all.append(keras_s)
-            ours_all.append(ours_s)
             print(f"  round {r + 1}: keras {k['keras_version']} / tf {k['tf_version']} epochs "
-                  + ", ".join(f"{s:.3f}" for s in k["epoch_seconds"]) + f" -> {keras_s:.3f} s; "
-                  f"mnistlab (torch {o['torch_version']}, {o['note']}) epochs "
-                  + ", ".join(f"{s:.3f}" for s in o["epoch_seconds"]) + f" -> {ours_s:.3f} s; "
-                  f"ratio {keras_s / ours_s:.2f}x", flush=True)
-    ratio = statistics.median(ratios)
-    print(f"  median: keras {statistics.median(keras_all):.3f} s/epoch, mnistlab "
-          f"{statistics.median(ours_all):.3f} s/epoch, keras/mnistlab = {ratio:.2f}x "
-          "(rounds: " + ", ".join(f"{x:.2f}" for x in ratios) + ")", flush=True)
-    return ratio
+                  + ", ".join(f"{s:.3f}" for s in k["epoch_seconds"]) + f" -> {keras_s:.3f} s",
+                  flush=True)
+            for v in variants:
+                o = _worker("ours", preset, str(epochs), str(threads), v,
+                            str(int(profile and r == 0 and v == variants[0])))
+                ours_s = statistics.median(o["epoch_seconds"][1:])
+                ours_all[v].append(ours_s)
+                ratios[v].append(keras_s / ours_s)
+                print(f"    mnistlab {v} (torch {o['torch_version']}, {o['note']}) epochs "
+                      + ", ".join(f"{s:.3f}" for s in o["epoch_seconds"])
+                      + f" -> {ours_s:.3f} s; ratio {keras_s / ours_s:.2f}x", flush=True)
+                if o["profile"]:
+                    print(o["profile"], flush=True)
+    for v in variants:
+        print(f"  median {v}: keras {statistics.median(keras_all):.3f} s/epoch, mnistlab "
+              f"{statistics.median(ours_all[v]):.3f} s/epoch, keras/mnistlab = "
+              f"{statistics.median(ratios[v]):.2f}x (rounds: "
+              + ", ".join(f"{x:.2f}" for x in ratios[v]) + ")", flush=True)
+    return statistics.median(ratios[variants[0]])
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker":
         kind, preset, *rest = sys.argv[2:]
-        result = (ours_worker(preset, int(rest[0]), int(rest[1])) if kind == "ours"
-                  else export_worker(preset, rest[0]))
+        result = (ours_worker(preset, int(rest[0]), int(rest[1]), rest[2], rest[3] == "1")
+                  if kind == "ours" else export_worker(preset, rest[0]))
         print(json.dumps(result))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -163,9 +190,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5, help="per side, first is warm-up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default="default",
+                        help="comma-separated: default, dense-input, chunk=N")
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     for preset in args.presets:
-        compare(preset, args.epochs, args.threads, args.rounds)
+        compare(preset, args.epochs, args.threads, args.rounds, variants, args.profile)
 
 
 if __name__ == "__main__":

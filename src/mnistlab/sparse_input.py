@@ -34,9 +34,9 @@ __all__ = ["SplitPlan", "SplitMatrix", "SplitBatch", "SplitLinear", "plan_split"
 # - each batch costs ~144 x D / B columns per row, work that touches every weight once or
 #   twice (gathering the core and rest columns of W, scattering the gradient back) plus the
 #   sparse calls' set-up. That is why small batches stay dense.
-# Fitted with MKL's dense products; with oneDNN's (mnistlab.gemm, 2x faster on the same machine)
-# the split chosen for raw/final (416 + 368 columns) still measured 10-20% faster than dense,
-# and doubled constants (a 464-column core) measured the same within this VM's noise.
+# Fitted with MKL's dense products. With oneDNN's (mnistlab.gemm) the split chosen for raw/final
+# (416 + 368 columns) still pays: 0.209 s against 0.230 s per epoch on dense input, median of 7
+# rounds (benchmarks/epoch_vs_keras.py --variants, benchmarks/RESULTS.md).
 SPARSE_NONZERO_COST = 26.0
 BATCH_WEIGHT_COST = 144.0
 MIN_SAVING = 0.2  # use the split only when it saves at least this share of the dense work
