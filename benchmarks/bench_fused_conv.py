@@ -19,9 +19,10 @@ import torch
 from timing import median_seconds
 from torch import nn
 
-from mnistlab.cpu import flush_denormals, keep_freed_memory
-from mnistlab.fused_conv import ConvReluPool, native_kernel
-from mnistlab.pooling import MaxPool2x2
+from mnistlab.fast.cpu import flush_denormals, keep_freed_memory
+from mnistlab.fast.fused_conv import ConvReluPool
+from mnistlab.fast.native import native_kernel
+from mnistlab.fast.pooling import MaxPool2x2
 
 LAYERS = {"fashion/final Conv2D(9, 3x3)": 3, "cnn/final Conv2D(9, 5x5)": 5}
 

@@ -16,7 +16,7 @@ import mnistlab  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads, 
 import torch
 from timing import median_seconds
 
-from mnistlab import gemm
+from mnistlab.fast import gemm
 
 SHAPES = {  # (rows of the batch, inputs, units)
     "raw/final 784 -> 250, batch 4096": (4096, 784, 250),

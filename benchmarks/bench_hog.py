@@ -22,7 +22,7 @@ import numpy as np
 import skimage
 from skimage.feature import hog as skimage_hog
 
-from mnistlab.hog import hog
+from mnistlab.features.hog import hog
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 FILES = ("train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz")

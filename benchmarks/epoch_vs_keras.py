@@ -50,17 +50,14 @@ def ours_worker(preset: str, epochs: int, threads: int, variant: str = "default"
     import mnistlab  # noqa: I001 - first: it sets OMP_WAIT_POLICY before torch loads
     import torch
 
-    from mnistlab.cpu import flush_denormals, keep_freed_memory
-    from mnistlab.models import build_model, preferred_chunk_size
-    from mnistlab.pipeline import _tensors, prepare_data
-    from mnistlab.sparse_input import SplitMatrix, split_training_input
-    from mnistlab.train import (
-        epoch_generator,
-        evaluate,
-        make_optimizer,
-        set_threads,
-        train_one_epoch,
-    )
+    from mnistlab.fast.cpu import flush_denormals, keep_freed_memory
+    from mnistlab.nn.build import build_model
+    from mnistlab.fast.chunking import preferred_chunk_size
+    from mnistlab.runs.execute import _tensors, prepare_data
+    from mnistlab.fast.sparse_input import SplitMatrix, split_training_input
+    from mnistlab.training.loop import epoch_generator, evaluate, train_one_epoch
+    from mnistlab.nn.optim import make_optimizer
+    from mnistlab.training.device import set_threads
 
     set_threads(threads)
     keep_freed_memory()
@@ -100,8 +97,8 @@ def export_worker(preset: str, npz: str) -> dict:
     import numpy as np
 
     import mnistlab
-    from mnistlab.layers import layer_specs
-    from mnistlab.pipeline import prepare_data
+    from mnistlab.config.layers import layer_specs
+    from mnistlab.runs.execute import prepare_data
 
     exp = mnistlab.load_experiment(preset)
     splits, _ = prepare_data(exp)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnistlab.idx import idx_bytes
+from mnistlab.data.idx import idx_bytes
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The compiled convolution kernel is built once into the checkout's build/ (ignored by git) and
@@ -63,7 +63,7 @@ def make_idx_dataset(n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict
 
 
 def write_idx_dataset(folder: Path, arrays: dict[str, np.ndarray], compress: bool = True) -> None:
-    from mnistlab.datasets import DATASETS
+    from mnistlab.data.registry import DATASETS
 
     names = DATASETS["mnist"].files
     folder.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def tiny_dataset(tmp_path, monkeypatch):
     """A tiny IDX dataset registered as 'mnist' with its own checksums; returns its data root."""
     import hashlib
 
-    from mnistlab import datasets
+    from mnistlab.data import registry as datasets
 
     arrays = make_idx_dataset()
     root = tmp_path / "tiny-data"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.cli import main
+from mnistlab.commands.main import main
 
 TINY = ["--set", "data.train_samples=600", "--set", "data.test_samples=300", "--epochs", "2",
         "--quiet"]
@@ -82,7 +82,7 @@ def test_python_dash_m_entry_point(tmp_path):
 
 
 def test_cli_restores_the_flush_to_zero_mode_for_in_process_callers():
-    from mnistlab.cpu import flushing_denormals
+    from mnistlab.fast.cpu import flushing_denormals
 
     assert not flushing_denormals()
     assert main(["presets"]) == 0

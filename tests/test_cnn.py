@@ -1,5 +1,6 @@
 """CNNs: the lab's parameter counts, Keras's shape rules, rejected stacks, and the fast path."""
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -8,12 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab.cli import main
-from mnistlab.config import ModelConfig, experiment_from_dict, load_experiment
+from mnistlab.commands.main import main
+from mnistlab.config.geometry import output_shapes
+from mnistlab.config.load import experiment_from_dict, load_experiment
+from mnistlab.config.sections import ModelConfig
 from mnistlab.errors import ConfigError
-from mnistlab.layers import compare_text, count_parameters, output_shapes, summary_text
-from mnistlab.models import build_model
-from mnistlab.train import make_optimizer, train_one_epoch
+from mnistlab.fast.rewrite import rewrite_for_cpu
+from mnistlab.nn.build import build_model
+from mnistlab.nn.optim import make_optimizer
+from mnistlab.nn.summary import compare_text, count_parameters, summary_text
+from mnistlab.training.loop import train_one_epoch
+from mnistlab.training.steps import chunked_step
 
 LAB_CNN = [
     {"type": "conv2d", "filters": 9, "kernel_size": 5, "padding": "same"},
@@ -149,8 +155,9 @@ def test_summary_explains_conv_and_dense_counts():
 
 
 def _models(cfg, seed=3):
-    plain = build_model(cfg, (28, 28), seed=seed, channels_last=False)
-    fast = build_model(cfg, (28, 28), seed=seed, channels_last=True)
+    """The stock model and its CPU rewrite (`mnistlab.fast`), with separate parameters."""
+    plain = build_model(cfg, (28, 28), seed=seed)
+    fast = rewrite_for_cpu(copy.deepcopy(plain))
     return plain, fast
 
 
@@ -168,7 +175,7 @@ def test_fast_path_equals_plain_forward_and_gradients(preset):
 
 
 def test_chunked_training_equals_whole_batch_training():
-    """Channels-last + chunks of 64 (gradient accumulation) vs NCHW whole 256-image batches."""
+    """The rewritten model in chunks of 64 (gradient accumulation) vs stock whole batches."""
     cfg = load_experiment("cnn/template").model
     plain, fast = _models(cfg)
     opt_p = make_optimizer(plain.parameters(), load_experiment("cnn/template").optimizer)
@@ -177,27 +184,26 @@ def test_chunked_training_equals_whole_batch_training():
     x, y = torch.rand(768, 28, 28, generator=g), torch.randint(0, 10, (768,), generator=g)
     order = torch.randperm(768, generator=g)
     loss_p, acc_p = train_one_epoch(plain, opt_p, x, y, 256, order)
-    loss_f, acc_f = train_one_epoch(fast, opt_f, x, y, 256, order, chunk_size=64)
+    loss_f, acc_f = train_one_epoch(fast, opt_f, x, y, 256, order,
+                                   step=chunked_step(fast, 64))
     assert loss_f == pytest.approx(loss_p, rel=1e-5) and acc_f == acc_p
     # RMSprop's first steps are about lr * sqrt(10) = 3.2e-3 whatever the gradient's size, so a
     # rounding-level gradient difference on a near-zero gradient moves a weight by a fraction of
     # that: allow 5% of one step.
     for p, q in zip(plain.parameters(), fast.parameters(), strict=True):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1.6e-4)
-    start = build_model(cfg, (28, 28), seed=3, channels_last=False)
+    start = build_model(cfg, (28, 28), seed=3)
     moved = [float((p - s).detach().abs().max())
              for p, s in zip(plain.parameters(), start.parameters(), strict=True)]
     assert min(moved) > 3e-3  # the comparison is after real training, not of untouched weights
 
 
 def test_chunked_gradients_equal_whole_batch_gradients():
-    from mnistlab.train import _chunked_backward
-
     plain, fast = _models(load_experiment("cnn/final").model)
     x, y = torch.rand(300, 28, 28), torch.randint(0, 10, (300,))
     logits = plain(x)
     F.cross_entropy(logits, y).backward()
-    loss_sum, correct = _chunked_backward(fast, x, y, 128)  # chunks 128 + 128 + 44
+    loss_sum, correct = chunked_step(fast, 128)(x, y)  # chunks 128 + 128 + 44
     mean = float(F.cross_entropy(logits.detach(), y))
     assert float(loss_sum) / 300 == pytest.approx(mean, rel=1e-6)
     assert int(correct) == int((logits.argmax(1) == y).sum())

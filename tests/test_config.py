@@ -2,15 +2,15 @@
 
 import pytest
 
-from mnistlab.config import (
-    RULES,
-    Experiment,
+from mnistlab.config.load import (
     config_digest,
     experiment_from_dict,
     load_experiment,
     parse_override,
     to_toml,
 )
+from mnistlab.config.rules import RULES
+from mnistlab.config.sections import Experiment
 from mnistlab.errors import ConfigError
 from mnistlab.presets import preset_names
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from conftest import make_idx_dataset, write_idx_dataset
 
-from mnistlab.data import candidate_roots, dataset_status, load_dataset, make_splits
+from mnistlab.data.idx import idx_bytes
+from mnistlab.data.load import candidate_roots, dataset_status, load_dataset, make_splits
 from mnistlab.errors import DataError
-from mnistlab.idx import idx_bytes
 
 
 def test_real_mnist_verifies_and_counts(shared_data):
@@ -77,7 +77,7 @@ def test_checksum_mismatch_is_refused(tmp_path, tiny_dataset):
 def test_count_mismatch_is_refused(tmp_path, monkeypatch):
     import dataclasses
 
-    from mnistlab import datasets
+    from mnistlab.data import registry as datasets
 
     arrays = make_idx_dataset()
     arrays["test-labels"] = arrays["test-labels"][:-1]
@@ -177,7 +177,7 @@ def test_gzip_wrapper_does_not_matter(tmp_path, tiny_dataset):
     arrays = make_idx_dataset()
     folder = tmp_path / "recompressed"
     folder.mkdir()
-    from mnistlab.datasets import DATASETS
+    from mnistlab.data.registry import DATASETS
 
     for key, array in arrays.items():
         (folder / f"{DATASETS['mnist'].files[key]}.gz").write_bytes(

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from mnistlab.config import config_digest, load_experiment
+from mnistlab.config.load import config_digest, load_experiment
 from mnistlab.errors import ConfigError, RunError
-from mnistlab.executor import (
+from mnistlab.experiments.executor import (
     complete_runs_by_digest,
     find_complete_run,
     run_jobs,
@@ -111,7 +111,7 @@ def test_jobs_must_be_positive():
 
 def test_local_dask_cluster_runs_every_job(shared_data, tmp_path):
     """Two worker processes on real MNIST; each training gets cores // 2 torch threads."""
-    from mnistlab.executor import _usable_cores
+    from mnistlab.experiments.executor import _usable_cores
 
     small = ["data.train_samples=300", "data.test_samples=200", "training.epochs=2",
              "model.hidden=[16]", "output.plots=false"]

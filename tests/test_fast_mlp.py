@@ -8,10 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab.config import ModelConfig
-from mnistlab.fast_mlp import mlp_step_for
-from mnistlab.models import build_model
-from mnistlab.sparse_input import SplitMatrix, plan_split
+from mnistlab.config.sections import ModelConfig
+from mnistlab.fast.mlp_step import mlp_step_for
+from mnistlab.fast.sparse_input import SplitMatrix, plan_split
+from mnistlab.nn.build import build_model
 
 
 def _batch(n=64, side=8, seed=0):

@@ -5,11 +5,13 @@ import threading
 import numpy as np
 import pytest
 
-from mnistlab.cli import main
-from mnistlab.config import FeaturesConfig, load_experiment
+from mnistlab.commands.main import main
+from mnistlab.config.geometry import feature_shape
+from mnistlab.config.load import load_experiment
+from mnistlab.config.sections import FeaturesConfig
 from mnistlab.errors import ConfigError
-from mnistlab.features import extract_features, feature_cache_path, feature_shape
-from mnistlab.models import count_parameters
+from mnistlab.features.extract import extract_features, feature_cache_path
+from mnistlab.nn.summary import count_parameters
 from mnistlab.presets import preset_names
 
 HOG = FeaturesConfig(kind="hog", orientations=8, pixels_per_cell=4)
@@ -24,7 +26,7 @@ def _images(n=20, seed=0):
 
 def test_hog_features_equal_scikit_image_on_the_lab_input(shared_data):
     skimage_feature = pytest.importorskip("skimage.feature")
-    from mnistlab.data import load_dataset
+    from mnistlab.data.load import load_dataset
 
     images = np.asarray(load_dataset("mnist", shared_data).test_images[:30])
     ours = extract_features(HOG, images)
@@ -51,7 +53,7 @@ def test_cache_is_reused_and_keyed_by_content_and_arguments(tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise AssertionError("HOG recomputed although cached")
 
-    monkeypatch.setattr("mnistlab.hog.hog", boom)
+    monkeypatch.setattr("mnistlab.features.hog.hog", boom)
     np.testing.assert_array_equal(extract_features(HOG, images, "content-a", tmp_path), first)
     other = FeaturesConfig(kind="hog", orientations=9, pixels_per_cell=4)
     assert feature_cache_path(other, "content-a", tmp_path) != feature_cache_path(

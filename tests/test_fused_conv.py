@@ -13,26 +13,32 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab import fused_conv, native
-from mnistlab.config import ModelConfig, OptimizerConfig
-from mnistlab.fused_conv import ConvReluPool, fuse_first_layers, native_kernel
-from mnistlab.models import (
-    FUSED_CNN_CHUNK_SIZE,
-    DenseOverCHW,
-    build_model,
-    preferred_chunk_size,
-)
-from mnistlab.pooling import MaxPool2x2
-from mnistlab.train import make_optimizer, train_one_epoch
+from mnistlab.config.sections import ModelConfig, OptimizerConfig
+from mnistlab.fast import native
+from mnistlab.fast.chunking import FUSED_CNN_CHUNK_SIZE, preferred_chunk_size
+from mnistlab.fast.dense import DenseOverCHW
+from mnistlab.fast.fused_conv import ConvReluPool
+from mnistlab.fast.native import NativeKernelWarning, native_kernel
+from mnistlab.fast.rewrite import Conv2dNHWC, rewrite_for_cpu
+from mnistlab.nn.build import build_model
+from mnistlab.nn.optim import make_optimizer
+from mnistlab.training.loop import train_one_epoch
+from mnistlab.training.steps import chunked_step
+
+
+def _fused_like(conv: nn.Conv2d) -> ConvReluPool:
+    fused = ConvReluPool.like(conv)
+    fused.load_state_dict(conv.state_dict())
+    return fused
 
 
 @pytest.fixture(scope="module")
 def kernel():
     with warnings.catch_warnings():
-        warnings.simplefilter("error", fused_conv.NativeKernelWarning)
+        warnings.simplefilter("error", NativeKernelWarning)
         try:
             module = native_kernel()
-        except fused_conv.NativeKernelWarning as exc:  # no compiler on this machine
+        except NativeKernelWarning as exc:  # no compiler on this machine
             pytest.skip(str(exc))
     if module is None:
         pytest.skip("MNISTLAB_NATIVE=0")
@@ -65,7 +71,7 @@ def test_values_and_gradients_equal_the_stock_modules(kernel, k, channels, paddi
     torch.manual_seed(k * 100 + channels)
     conv = nn.Conv2d(1, channels, k, padding=padding)
     nn.init.uniform_(conv.bias, -0.3, 0.3)  # some channels negative: windows with no gradient
-    fused = ConvReluPool.replacing(conv)
+    fused = _fused_like(conv)
     fused.planar_output = planar
     x = _images(37, h, w, seed=k)
     out, ref = fused(x), _reference(conv, x)
@@ -87,7 +93,7 @@ def test_ties_and_non_positive_windows_follow_pytorch(kernel):
         conv.weight.zero_()
         conv.weight[0, 0, 1, 1] = 1.0
         conv.bias.copy_(torch.tensor([0.0, 0.5]))
-    fused = ConvReluPool.replacing(conv)
+    fused = _fused_like(conv)
     x = torch.zeros(3, 1, 6, 6)
     x[1] = 1.0
     x[2, 0, 2:4, 2:4] = torch.tensor([[2.0, 2.0], [2.0, 1.0]])
@@ -107,7 +113,7 @@ def test_results_do_not_depend_on_the_thread_count(kernel):
     try:
         for threads in (1, 2):
             torch.set_num_threads(threads)
-            fused = ConvReluPool.replacing(conv)
+            fused = _fused_like(conv)
             fused(x).square().sum().backward()
             grads.append(fused.weight.grad.clone())
     finally:
@@ -120,22 +126,25 @@ def test_built_cnns_fuse_their_first_layer_and_keep_weight_names():
         {"type": "conv2d", "filters": 9, "kernel_size": 3, "padding": "same"},
         {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
         {"type": "dense", "units": 100}))
-    model = build_model(cfg, (28, 28), 10, seed=0)
+    stock = build_model(cfg, (28, 28), 10, seed=0)
+    model = rewrite_for_cpu(stock)
     assert isinstance(model[1], ConvReluPool) and model[1].planar_output
     assert isinstance(model[3], nn.Identity)  # the pool now inside the fused layer
     assert isinstance(model[5], DenseOverCHW)  # reads the planar map in Keras's H, W, C order
-    assert "1.weight" in model.state_dict() and "5.weight" in model.state_dict()
-    assert preferred_chunk_size(cfg, "cpu", model) == FUSED_CNN_CHUNK_SIZE
+    assert model.state_dict().keys() == stock.state_dict().keys()
+    assert model[1].weight is stock[1].weight and model[5].weight is stock[5].weight  # shared
+    assert not any(type(m) is not nn.Conv2d and isinstance(m, nn.Conv2d) for m in stock)
+    assert preferred_chunk_size(model, cfg) == FUSED_CNN_CHUNK_SIZE
     tanh = ModelConfig(kind="cnn", activation="tanh", layers=cfg.layers)
-    assert not any(isinstance(m, ConvReluPool) for m in build_model(tanh, (28, 28), 10, seed=0))
+    fast_tanh = rewrite_for_cpu(build_model(tanh, (28, 28), 10, seed=0))
+    assert not any(isinstance(m, ConvReluPool) for m in fast_tanh)
 
 
 def test_fusion_leaves_other_layers_alone():
-    conv = nn.Conv2d(3, 4, 3, padding=1)  # three input channels: not the fused kind
-    mods = [conv, nn.Identity(), MaxPool2x2(relu=True)]
-    assert fuse_first_layers(mods)[0] is conv
-    strided = nn.Conv2d(1, 4, 3, stride=2)
-    assert fuse_first_layers([strided, nn.Identity(), MaxPool2x2(relu=True)])[0] is strided
+    three = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    assert type(rewrite_for_cpu(three)[0]) is Conv2dNHWC  # three input channels: not fused
+    strided = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2))
+    assert type(rewrite_for_cpu(strided)[0]) is nn.Conv2d
 
 
 def test_training_steps_equal_the_stock_path(kernel):
@@ -145,11 +154,9 @@ def test_training_steps_equal_the_stock_path(kernel):
         {"type": "conv2d", "filters": 4, "kernel_size": 3, "padding": "same"},
         {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
         {"type": "dense", "units": 16}))
-    fused = build_model(cfg, (28, 28), 10, seed=4)
-    stock = copy.deepcopy(fused)
-    stock[1] = nn.Conv2d(1, 6, 5, padding=2)
-    stock[1].load_state_dict(fused[1].state_dict())
-    stock[3] = MaxPool2x2(relu=True)
+    stock = build_model(cfg, (28, 28), 10, seed=4)
+    fused = rewrite_for_cpu(copy.deepcopy(stock))
+    assert isinstance(fused[1], ConvReluPool)
     x = _images(300, 28, 28, seed=5)[:, 0]
     y = torch.randint(0, 10, (300,), generator=torch.Generator().manual_seed(6))
     for model in (fused, stock):  # one batch: the gradients agree to float rounding
@@ -160,7 +167,7 @@ def test_training_steps_equal_the_stock_path(kernel):
     for model in (fused, stock):  # an epoch of RMSprop steps in chunks, as fit trains
         model.zero_grad()
         opt = make_optimizer(model.parameters(), OptimizerConfig())
-        results.append(train_one_epoch(model, opt, x, y, 64, None, chunk_size=32))
+        results.append(train_one_epoch(model, opt, x, y, 64, None, step=chunked_step(model, 32)))
     assert results[0][0] == pytest.approx(results[1][0], rel=1e-4)
     # RMSprop divides by the root of the squared gradients, so rounding in a near-zero gradient
     # can move a weight by part of one step (learning rate 1e-3): far below that, not equal.
@@ -169,8 +176,8 @@ def test_training_steps_equal_the_stock_path(kernel):
 
 
 def test_switched_off_it_falls_back_to_stock_modules():
-    code = ("import torch; from torch import nn; from mnistlab.fused_conv import ConvReluPool, "
-            "native_kernel; c = ConvReluPool(1, 3, 3, padding=1); "
+    code = ("import torch; from mnistlab.fast.fused_conv import ConvReluPool; "
+            "from mnistlab.fast.native import native_kernel; c = ConvReluPool(1, 3, 3, padding=1); "
             "print(native_kernel(), tuple(c(torch.rand(2, 1, 8, 8)).shape))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env={**__import__("os").environ, "MNISTLAB_NATIVE": "0"}, check=True)
@@ -182,7 +189,7 @@ def test_a_failed_build_warns_once_and_falls_back(monkeypatch, tmp_path):
     monkeypatch.setattr(native, "_SOURCES", (tmp_path / "missing.cpp",))
     monkeypatch.setattr(native, "_build_name", lambda: "broken")
     monkeypatch.setenv("MNISTLAB_KERNELS", str(tmp_path / "kernels"))
-    with pytest.warns(fused_conv.NativeKernelWarning, match="stock modules"):
+    with pytest.warns(NativeKernelWarning, match="stock modules"):
         assert native_kernel() is None
     conv = ConvReluPool(1, 2, 3, padding=1)
     x = _images(4, 8, 8, seed=0)

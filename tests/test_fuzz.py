@@ -19,10 +19,11 @@ import tomli_w
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mnistlab.cli import main
-from mnistlab.config import SECTIONS, Experiment, load_experiment
+from mnistlab.commands.main import main
+from mnistlab.config.load import load_experiment
+from mnistlab.config.sections import SECTIONS, Experiment
+from mnistlab.data.idx import DTYPES, MAX_IDX_BYTES, parse_idx_bytes, read_idx
 from mnistlab.errors import ConfigError, DataError
-from mnistlab.idx import DTYPES, MAX_IDX_BYTES, parse_idx_bytes, read_idx
 
 FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=600,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -141,7 +142,7 @@ def test_memory_follows_the_bytes_present_not_the_bytes_promised(scratch, shape,
 @settings(FUZZ, max_examples=60)
 @given(data=idx_files())
 def test_cli_reports_a_bad_dataset_file_in_one_line_with_exit_2(scratch, data, capsys):
-    from mnistlab.datasets import DATASETS
+    from mnistlab.data.registry import DATASETS
 
     folder = scratch / "data" / "mnist"
     folder.mkdir(parents=True, exist_ok=True)

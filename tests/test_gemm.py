@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab import gemm
-from mnistlab.config import ModelConfig
-from mnistlab.fast_mlp import mlp_step_for
-from mnistlab.models import Dense, build_model
+from mnistlab.config.sections import ModelConfig
+from mnistlab.fast import gemm
+from mnistlab.fast.dense import Dense
+from mnistlab.fast.mlp_step import mlp_step_for
+from mnistlab.nn.build import build_model
 
 needs_onednn = pytest.mark.skipif(not gemm.onednn_available(),
                                   reason="this PyTorch build has no oneDNN linear kernel")
@@ -67,7 +68,7 @@ def test_switched_off_or_other_dtypes_use_stock_kernels_exactly():
 
 
 def test_environment_variable_turns_onednn_off():
-    code = "from mnistlab import gemm; print(gemm.onednn_enabled())"
+    code = "from mnistlab.fast import gemm; print(gemm.onednn_enabled())"
     env = {**os.environ, "MNISTLAB_GEMM": "torch"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout.strip()

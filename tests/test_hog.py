@@ -1,4 +1,4 @@
-"""mnistlab.hog against scikit-image's `feature.hog`: features, lengths, errors and the drawing.
+"""features.hog against scikit-image's `feature.hog`: features, lengths, errors and the drawing.
 
 Tolerance: 1e-6 absolute on features (they lie in [0, 1]); scikit-image sums cells in float32
 and we in float64, which the generated cases below measure at ~1e-7.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mnistlab.hog import (
+from mnistlab.features.hog import (
     _line_offsets,
     _mod180,
     hog,

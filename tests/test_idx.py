@@ -3,8 +3,8 @@ import gzip
 import numpy as np
 import pytest
 
+from mnistlab.data.idx import idx_bytes, parse_idx_bytes, read_idx
 from mnistlab.errors import DataError
-from mnistlab.idx import idx_bytes, parse_idx_bytes, read_idx
 
 
 def _write(tmp_path, data: bytes, gz: bool = False):

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 from synthetic_digits import available_fonts, paste_mnist_digits, render_font_digits
 
-from mnistlab.imageprep import (
+from mnistlab.predict.imageprep import (
     ImageInputError,
     frame_has_ink,
     load_image,

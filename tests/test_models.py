@@ -3,8 +3,9 @@ import math
 import pytest
 import torch
 
-from mnistlab.config import ModelConfig
-from mnistlab.models import build_model, count_parameters, describe_layers, summary_text
+from mnistlab.config.sections import ModelConfig
+from mnistlab.nn.build import build_model
+from mnistlab.nn.summary import count_parameters, describe_layers, summary_text
 
 
 @pytest.mark.parametrize("hidden, input_shape, expected", [

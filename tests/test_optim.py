@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnistlab.optim import RMSprop
+from mnistlab.nn.optim import RMSprop
 
 
 def reference_steps(w0, grads, lr, rho, momentum, eps, centered, clipvalue=None, clipnorm=None,

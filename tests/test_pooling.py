@@ -1,5 +1,5 @@
 """The fast CNN pieces (fused ReLU + 2x2 max pool, channels-last convolutions) must give what the
-plain PyTorch modules give: same outputs, same gradients, same parameter names."""
+stock model of `nn.build` gives: same outputs, same gradients, same parameter names."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from mnistlab.config import load_experiment
-from mnistlab.fused_conv import ConvReluPool
-from mnistlab.models import Conv2dNHWC, Dense, FlattenCHW, FlattenHWC, build_model
-from mnistlab.native import native_kernel
-from mnistlab.pooling import MaxPool2x2, fast_pool_eligible
+from mnistlab.config.load import load_experiment
+from mnistlab.fast.fused_conv import ConvReluPool
+from mnistlab.fast.native import native_kernel
+from mnistlab.fast.pooling import MaxPool2x2, fast_pool_eligible
+from mnistlab.fast.rewrite import Conv2dNHWC, rewrite_for_cpu
+from mnistlab.nn.build import build_model
 
 
 @pytest.mark.parametrize("shape", [(4, 3, 7, 7), (2, 9, 28, 28), (3, 2, 5, 6), (1, 1, 2, 2)])
@@ -69,45 +70,12 @@ def test_channels_last_conv_equals_conv():
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-def _plain_copy(model: nn.Sequential) -> nn.Sequential:
-    """The same network with stock modules: ReLU + MaxPool2d, NCHW Conv2d, nn.Linear."""
-    layers = []
-    pending_pool = False  # a fused first layer's ReLU and pool go where its Identities stand
-    for module in copy.deepcopy(model):
-        if pending_pool and isinstance(module, nn.Identity):
-            layers.append(nn.ReLU() if pending_pool == "relu" else nn.MaxPool2d(2))
-            pending_pool = "pool" if pending_pool == "relu" else False
-        elif isinstance(module, ConvReluPool):
-            conv = nn.Conv2d(1, module.out_channels, module.kernel_size, 1, module.padding)
-            conv.load_state_dict(module.state_dict())
-            layers.append(conv)
-            pending_pool = "relu"
-        elif isinstance(module, FlattenCHW):  # the fused layer's planar map, read as Keras does
-            layers.append(FlattenHWC())
-        elif isinstance(module, Dense):
-            linear = nn.Linear(module.in_features, module.out_features)
-            linear.load_state_dict(module.state_dict())
-            layers.append(linear)
-        elif isinstance(module, MaxPool2x2):
-            if module.relu:
-                layers[-1] = nn.ReLU()  # the Identity that held the absorbed ReLU's place
-            layers.append(nn.MaxPool2d(2))
-        elif isinstance(module, Conv2dNHWC):
-            conv = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                             module.stride, module.padding)
-            conv.load_state_dict(module.state_dict())
-            layers.append(conv)
-        else:
-            layers.append(module)
-    return nn.Sequential(*layers)
-
-
 @pytest.mark.parametrize("preset", ["cnn/template", "cnn/final", "fashion/final"])
 def test_lab_cnns_equal_their_stock_pytorch_version(preset):
     exp = load_experiment(preset)
-    model = build_model(exp.model, (28, 28), 10, seed=0)
+    plain = build_model(exp.model, (28, 28), 10, seed=0)  # stock torch.nn modules only
+    model = rewrite_for_cpu(copy.deepcopy(plain))
     assert any(isinstance(m, MaxPool2x2 | ConvReluPool) for m in model)
-    plain = _plain_copy(model)
     assert list(model.state_dict()) == list(plain.state_dict())  # saved weights load either way
     x = torch.rand(8, 28, 28, generator=torch.Generator().manual_seed(1))
     y = torch.arange(8) % 10

@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 
 from mnistlab import load_experiment
-from mnistlab.cli import main
-from mnistlab.data import load_dataset
+from mnistlab.commands.main import main
+from mnistlab.data.load import load_dataset
 from mnistlab.errors import RunError
-from mnistlab.pipeline import run_experiment
-from mnistlab.predict import Prediction, load_predictor, predict_files
+from mnistlab.predict.predictor import Prediction, load_predictor, predict_files
+from mnistlab.runs.execute import run_experiment
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_digits import available_fonts, paste_mnist_digits, render_font_digits  # noqa: E402

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from mnistlab.cli import main
-from mnistlab.compare import compare
-from mnistlab.report import write_report
-from mnistlab.report_text import diagnose, diagnostic_sentences
-from mnistlab.runs import RunInfo, list_runs
-from mnistlab.suite import load_suite, run_suite
+from mnistlab.commands.main import main
+from mnistlab.experiments.suite import load_suite, run_suite
+from mnistlab.report.compare import compare
+from mnistlab.report.findings import diagnose, diagnostic_sentences
+from mnistlab.report.write import write_report
+from mnistlab.runs.directory import RunInfo, list_runs
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUICK = ["data.train_samples=500", "data.test_samples=300", "training.epochs=2"]

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from mnistlab import load_experiment
-from mnistlab.cli import main
+from mnistlab.commands.main import main
 from mnistlab.errors import ConfigError, RunError, RunInterrupted
-from mnistlab.pipeline import resume_run, run_experiment
-from mnistlab.runs import list_runs, load_run, read_history, resolve_run_dir
+from mnistlab.runs.directory import list_runs, load_run, read_history, resolve_run_dir
+from mnistlab.runs.execute import resume_run, run_experiment
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TIMING_KEYS = {"train_seconds", "seconds_per_epoch", "finished"}

@@ -7,19 +7,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab.config import ModelConfig
-from mnistlab.data import load_dataset
-from mnistlab.models import KerasDropout, build_model
-from mnistlab.optim import RMSprop
-from mnistlab.sparse_input import (
+from mnistlab.config.sections import ModelConfig
+from mnistlab.data.load import load_dataset
+from mnistlab.fast.sparse_input import (
     ALIGN,
     SplitBatch,
     SplitLinear,
     SplitMatrix,
     plan_split,
+    split_autograd_step,
     split_training_input,
 )
-from mnistlab.train import epoch_generator, train_one_epoch
+from mnistlab.nn.build import build_model
+from mnistlab.nn.modules import KerasDropout
+from mnistlab.nn.optim import RMSprop
+from mnistlab.training.loop import epoch_generator, train_one_epoch
 
 BIG_BATCH = 100_000  # plans made as for a large batch, so that these small inputs are split
 
@@ -101,7 +103,8 @@ def _train(x, y, steps_input, epochs=2):
     logs = []
     for epoch in range(epochs):
         order = torch.randperm(len(y), generator=epoch_generator(0, epoch))
-        logs.append(train_one_epoch(model, opt, steps_input(model, x), y, 100, order))
+        logs.append(train_one_epoch(model, opt, steps_input(model, x), y, 100, order,
+                                    step=split_autograd_step(model)))
     return logs, model
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from mnistlab.stats import holm_adjust, mcnemar_test, paired_test, summarize, welch_test
+from mnistlab.report.stats import holm_adjust, mcnemar_test, paired_test, summarize, welch_test
 
 
 def test_summarize_matches_the_t_interval():

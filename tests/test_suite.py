@@ -2,18 +2,18 @@
 
 import pytest
 
-from mnistlab.cli import main
-from mnistlab.config import config_digest, load_experiment
+from mnistlab.commands.main import main
+from mnistlab.config.load import config_digest, load_experiment
 from mnistlab.errors import ConfigError
-from mnistlab.presets import preset_names
-from mnistlab.runs import list_runs, write_status
-from mnistlab.suite import (
+from mnistlab.experiments.suite import (
     load_suite,
     matches_suite,
     run_suite,
     suite_experiments,
     suite_names,
 )
+from mnistlab.presets import preset_names
+from mnistlab.runs.directory import list_runs, write_status
 
 
 def test_shipped_suites_resolve_patterns_to_presets():

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.cli import main
+from mnistlab.commands.main import main
 from mnistlab.errors import ConfigError
-from mnistlab.sweep import load_sweep, run_sweep, sweep_points, sweep_results
+from mnistlab.experiments.sweep import load_sweep, run_sweep, sweep_points, sweep_results
 
 TINY_SET = """
 "data.train_samples" = 60
@@ -139,7 +139,7 @@ def test_interrupted_sweep_keeps_finished_points(tiny_dataset, tmp_path):
 
 def _check_table_and_plots(path: Path, runs: Path, out: Path) -> None:
     """Table mean/std are the statistics of the runs' own metrics.json; the plot draws them."""
-    from mnistlab.sweep_report import axis_figure
+    from mnistlab.experiments.sweep_table import axis_figure
 
     name, axes, rows = sweep_results(path)
     for row in rows:
@@ -180,7 +180,7 @@ seeds = 2
     _check_table_and_plots(path, tmp_path / "runs", tmp_path / "out")
     assert len(run_names(tmp_path / "runs")) == 4
     # compare and the report take a sweep, by file or by name
-    from mnistlab.compare import collect_runs
+    from mnistlab.report.compare import collect_runs
 
     by_file, _ = collect_runs([path])
     by_name, _ = collect_runs(["real"])

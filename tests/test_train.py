@@ -7,17 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnistlab.config import ModelConfig, OptimizerConfig, TrainingConfig
+from mnistlab.config.sections import ModelConfig, OptimizerConfig, TrainingConfig
 from mnistlab.errors import TrainingError
-from mnistlab.models import build_model
-from mnistlab.train import (
-    epoch_generator,
-    evaluate,
-    fit,
-    flushing_denormals,
-    make_optimizer,
-    train_one_epoch,
-)
+from mnistlab.fast.cpu import flushing_denormals
+from mnistlab.fast.switch import plan_for
+from mnistlab.nn.build import build_model
+from mnistlab.nn.optim import make_optimizer
+from mnistlab.training.loop import epoch_generator, evaluate, fit, train_one_epoch
 
 
 def _data(n=150, seed=0, features=20):
@@ -101,14 +97,16 @@ def test_shuffle_order_depends_only_on_seed_and_epoch():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_fit_flushes_denormals_while_training_and_restores_the_mode():
+@pytest.mark.parametrize("fast", [True, False])
+def test_fast_training_flushes_denormals_and_restores_the_mode(fast):
     torch.set_flush_denormal(False)
     seen = []
     x, y = _data()
-    model = build_model(ModelConfig(hidden=(8,)), (20,), seed=0)
-    opt = make_optimizer(model.parameters(), OptimizerConfig())
-    fit(model, opt, (x, y), (x, y), TrainingConfig(epochs=1, batch_size=50),
+    cfg, model_cfg = TrainingConfig(epochs=1, batch_size=50, fast=fast), ModelConfig(hidden=(8,))
+    plan = plan_for(build_model(model_cfg, (20,), seed=0), cfg, model_cfg)
+    opt = make_optimizer(plan.model.parameters(), OptimizerConfig())
+    fit(plan.model, opt, (x, y), (x, y), cfg, plan=plan,
         on_batch=lambda b, n: seen.append(flushing_denormals()))
-    assert seen == [True, True, True]
+    assert seen == [fast] * 3  # stock training leaves the CPU's mode alone
     assert not flushing_denormals()
     assert float(torch.tensor([1e-40]) * 1.0) > 0  # denormals are back outside training

@@ -7,18 +7,11 @@ The library mirrors the CLI: every command has a one-call Python equivalent.
     >>> result = mnistlab.run_experiment(exp, runs_dir="runs")  # doctest: +SKIP
 """
 
-import os as _os
-
 __version__ = "0.1.0"
 
-# Read by OpenMP when torch loads, so set before any submodule imports torch: worker threads
-# spin between the short parallel regions of a training step instead of sleeping and being
-# woken ~100 us later (hog/final epoch 0.30 -> 0.23 s on 2 cores). On a machine shared with
-# other busy jobs, export OMP_WAIT_POLICY=PASSIVE instead (the README says when).
-_os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE")
-
-from .config import Experiment, load_experiment  # noqa: E402
-from .errors import ConfigError, DataError, MnistlabError, RunError, TrainingError  # noqa: E402
+from mnistlab.config.load import load_experiment  # noqa: E402 - after __version__, which it may read
+from mnistlab.config.sections import Experiment  # noqa: E402
+from mnistlab.errors import ConfigError, DataError, MnistlabError, RunError, TrainingError  # noqa: E402
 
 __all__ = [
     "__version__",
@@ -40,15 +33,15 @@ __all__ = [
 def __getattr__(name: str):
     """Heavy parts (torch) load on first use, so `import mnistlab` and the CLI start fast."""
     if name in ("run_experiment", "resume_run"):
-        from . import pipeline
+        from mnistlab.runs import execute
 
-        return getattr(pipeline, name)
+        return getattr(execute, name)
     if name == "load_dataset":
-        from .data import load_dataset
+        from mnistlab.data.load import load_dataset
 
         return load_dataset
     if name in ("list_runs", "load_run"):
-        from . import runs
+        from mnistlab.runs import directory
 
-        return getattr(runs, name)
+        return getattr(directory, name)
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "MnistlabError",
     "ConfigError",
@@ -12,6 +15,8 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_RUNTIME",
     "EXIT_INTERRUPTED",
+    "close_matches",
+    "did_you_mean",
 ]
 
 EXIT_USAGE = 2  # bad config, bad data, bad arguments: nothing was started
@@ -54,3 +59,15 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, run_dir=None):
         super().__init__(message)
         self.run_dir = run_dir
+
+
+def close_matches(name: object, valid: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The valid names closest to a mistyped one (difflib's ratio), best first."""
+    return difflib.get_close_matches(str(name), list(valid), n=n, cutoff=cutoff)
+
+
+def did_you_mean(name: object, valid: Iterable[str], cutoff: float = 0.6) -> str:
+    """' (did you mean 'x'?)' for the closest valid name, or '' when none is close: the one hint
+    every "unknown name" message in mnistlab ends with."""
+    close = close_matches(name, valid, 1, cutoff)
+    return f" (did you mean {close[0]!r}?)" if close else ""

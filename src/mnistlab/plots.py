@@ -95,7 +95,7 @@ def save_figure(fig, path) -> None:
     import io
     from pathlib import Path
 
-    from .runs import atomic_write_bytes
+    from mnistlab.atomic import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.tight_layout()

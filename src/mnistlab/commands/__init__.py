@@ -1,31 +1,23 @@
-"""Subcommand registry and the argument helpers the commands share.
+"""The `mnistlab` command line: a thin shell over the library, one module per area.
 
-Each module in this package registers its commands with `@command(name, help, add_args)`; the
-CLI imports every module here, so an area of the product adds its commands without touching
-`cli.py`.
+    main.py      the explicit command table, the parser, exit codes
+    core.py      run, resume, presets, data, runs, summary
+    hog.py       hog show
+    predict.py   predict
+    report.py    suite, compare, report
+    sweep.py     sweep
+    progress.py  the rich progress display for training
+
+This module holds the argument helpers the commands share.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 
-__all__ = ["COMMANDS", "command", "add_experiment_args", "experiment_from_args", "add_io_args",
+__all__ = ["add_experiment_args", "experiment_from_args", "add_io_args", "add_fast_arg",
            "console"]
-
-COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable, str]] = {}
-
-
-def command(name: str, help_text: str, add_args: Callable[[argparse.ArgumentParser], None]):
-    """Register `run(args) -> exit code` as subcommand `name`, with its argument definer."""
-
-    def register(run):
-        COMMANDS[name] = (add_args, run, help_text)
-        return run
-
-    return register
-
 
 def console():
     """A rich console; wide when output is not a terminal, so tables are not squeezed."""
@@ -45,11 +37,19 @@ def add_experiment_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="shortcut for --set training.batch_size=N")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), help="training.device")
     p.add_argument("--name", help="run name (output.name)")
+    add_fast_arg(p)
+
+
+def add_fast_arg(p: argparse.ArgumentParser) -> None:
+    """`--no-fast`, for every command that trains (see `mnistlab.fast`)."""
+    p.add_argument("--no-fast", action="store_true",
+                   help="train with stock PyTorch modules only (same results within float "
+                        "rounding, slower); as MNISTLAB_FAST=0 or training.fast = false")
 
 
 def experiment_from_args(args: argparse.Namespace):
     """The validated experiment named on the command line, shortcuts applied after --set."""
-    from ..config import load_experiment
+    from mnistlab.config.load import load_experiment
 
     overrides = list(args.overrides)
     for flag, key in (("epochs", "training.epochs"), ("seed", "training.seed"),

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import RunInterrupted
-from . import add_experiment_args, add_io_args, command, console, experiment_from_args
+from mnistlab.commands import (
+    add_experiment_args,
+    add_fast_arg,
+    add_io_args,
+    console,
+    experiment_from_args,
+)
+from mnistlab.errors import RunInterrupted
 
 
 def _print_result(result) -> None:
@@ -30,16 +36,15 @@ def _print_result(result) -> None:
     print(result.run_dir)
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
+def run_args(p: argparse.ArgumentParser) -> None:
     add_experiment_args(p)
     add_io_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
-@command("run", "train an experiment into a new run directory", _run_args)
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..pipeline import run_experiment
-    from ..progress import RichReporter
+    from mnistlab.commands.progress import RichReporter
+    from mnistlab.runs.execute import run_experiment
 
     exp = experiment_from_args(args)
     reporter = None if args.quiet else RichReporter()
@@ -59,17 +64,17 @@ def _interrupted(name: str, exc: RunInterrupted) -> int:
     return exc.exit_code
 
 
-def _resume_args(p: argparse.ArgumentParser) -> None:
+def resume_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run directory, or a run's name inside the runs folder")
     add_io_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    add_fast_arg(p)
 
 
-@command("resume", "continue an interrupted run from its last checkpoint", _resume_args)
 def cmd_resume(args: argparse.Namespace) -> int:
-    from ..pipeline import resume_run
-    from ..progress import RichReporter
-    from ..runs import resolve_run_dir
+    from mnistlab.commands.progress import RichReporter
+    from mnistlab.runs.directory import resolve_run_dir
+    from mnistlab.runs.execute import resume_run
 
     run_dir = resolve_run_dir(args.run, args.runs_dir)
     try:
@@ -80,16 +85,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return 0
 
 
-def _presets_args(p: argparse.ArgumentParser) -> None:
+def presets_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'raw/*'")
 
 
-@command("presets", "list the shipped presets", _presets_args)
 def cmd_presets(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..config import load_experiment
-    from ..presets import preset_names
+    from mnistlab.config.load import load_experiment
+    from mnistlab.presets import preset_names
 
     table = Table(title="presets")
     for col in ("name", "features", "model", "batch", "epochs", "validation"):
@@ -100,7 +104,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
         feats = "raw" if f.kind == "raw" else f"hog p={f.pixels_per_cell} o={f.orientations}"
         model = f"{m.kind} {'-'.join(map(str, m.hidden))} {m.activation} drop {m.dropout:g}"
         if m.kind == "cnn":
-            from ..layers import describe_layers
+            from mnistlab.nn.summary import describe_layers
 
             params = sum(i.params for i in describe_layers(m, (28, 28)))
             model = f"cnn {len(m.layers)} layers {m.activation}, {params:,} params"
@@ -110,16 +114,15 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
-def _data_args(p: argparse.ArgumentParser) -> None:
+def data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
     p.add_argument("--no-verify", action="store_true", help="only locate, do not checksum")
 
 
-@command("data", "show which datasets are available, where, and whether they verify", _data_args)
 def cmd_data(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..data import dataset_status
+    from mnistlab.data.load import dataset_status
 
     table = Table(title="datasets")
     for col in ("dataset", "location", "verified", "detail"):
@@ -132,13 +135,15 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("runs", "list run directories with status, key config and accuracy",
-         lambda p: add_io_args(p, data=False))
+def runs_args(p: argparse.ArgumentParser) -> None:
+    add_io_args(p, data=False)
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from ..runs import list_runs, runs_root
+    from mnistlab.runs.directory import list_runs, runs_root
 
     table = Table(title=escape(str(runs_root(args.runs_dir))))
     for col in ("run", "status", "dataset", "features", "model", "batch", "epochs", "test acc",
@@ -161,19 +166,17 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary_args(p: argparse.ArgumentParser) -> None:
+def summary_args(p: argparse.ArgumentParser) -> None:
     add_experiment_args(p)
     p.add_argument("--compare", metavar="OTHER",
                    help="a second preset or .toml: weights, biases, multiply-adds side by side")
 
 
-@command("summary", "print a model's layers and how its parameter count is obtained",
-         _summary_args)
 def cmd_summary(args: argparse.Namespace) -> int:
-    from ..config import load_experiment
-    from ..datasets import get_dataset
-    from ..features import feature_shape
-    from ..layers import compare_text, summary_text
+    from mnistlab.config.geometry import feature_shape
+    from mnistlab.config.load import load_experiment
+    from mnistlab.data.registry import get_dataset
+    from mnistlab.nn.summary import compare_text, summary_text
 
     exp = experiment_from_args(args)
     n_classes = len(get_dataset(exp.data.dataset).class_names)

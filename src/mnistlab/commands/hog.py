@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import command
 
-
-def _hog_args(p: argparse.ArgumentParser) -> None:
+def hog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=("show",), help="show: write a PNG of image + HOG view")
     p.add_argument("--dataset", default="mnist", help="mnist | fashion-mnist")
     p.add_argument("--split", default="train", choices=("train", "test"))
@@ -19,13 +17,12 @@ def _hog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
 
 
-@command("hog", "HOG features: `hog show` draws an image beside its HOG view", _hog_args)
 def cmd_hog(args: argparse.Namespace) -> int:
-    from ..config import experiment_from_dict
-    from ..data import load_dataset
-    from ..errors import ConfigError
-    from ..hog import hog_feature_length, hog_image
-    from ..plots import hog_figure, save_figure
+    from mnistlab.config.load import experiment_from_dict
+    from mnistlab.data.load import load_dataset
+    from mnistlab.errors import ConfigError
+    from mnistlab.features.hog import hog_feature_length, hog_image
+    from mnistlab.plots import hog_figure, save_figure
 
     exp = experiment_from_dict({"data": {"dataset": args.dataset}, "features": {
         "kind": "hog", "pixels_per_cell": args.pixels_per_cell,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from . import command
 
-
-def _predict_args(p: argparse.ArgumentParser) -> None:
+def predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a complete run directory, or its name inside the runs folder")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
                    help="PNG/JPEG/BMP/GIF files, or folders of them (not recursive)")
@@ -20,15 +18,13 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs-dir", help="runs folder (default: $MNISTLAB_RUNS or ./runs)")
 
 
-@command("predict", "classify image files with a trained run (exit 0 only if all succeed)",
-         _predict_args)
 def cmd_predict(args: argparse.Namespace) -> int:
     import sys
 
-    from ..errors import EXIT_USAGE, ConfigError
-    from ..imageprep import MAX_PIXELS
-    from ..predict import predict_files, save_seen_frames, write_predictions_csv
-    from ..runs import resolve_run_dir
+    from mnistlab.errors import EXIT_USAGE, ConfigError
+    from mnistlab.predict.imageprep import MAX_PIXELS
+    from mnistlab.predict.predictor import predict_files, save_seen_frames, write_predictions_csv
+    from mnistlab.runs.directory import resolve_run_dir
 
     if args.top < 1:
         raise ConfigError(f"--top must be an int >= 1; got {args.top}")

@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import add_io_args, command, console
+from mnistlab.commands import add_fast_arg, add_io_args, console
 
 
-def _suite_args(p: argparse.ArgumentParser) -> None:
+def suite_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="suite_command", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="run every experiment of a suite (skipping complete runs)")
     run.add_argument("suite", help="suite name (see `mnistlab suite list`) or suite .toml")
@@ -20,6 +20,7 @@ def _suite_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--jobs", type=int, default=1, help="trainings at once on this machine, "
                      "splitting the cores between them; default 1")
     run.add_argument("--cluster", help="Dask scheduler address (default $MNISTLAB_DASK)")
+    add_fast_arg(run)
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="SECTION.KEY=V", help="override applied to every preset")
     run.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
@@ -71,11 +72,10 @@ class _SuiteProgress:
         self.progress.update(self.task, running="running: " + ", ".join(self.running[:3]))
 
 
-@command("suite", "run a suite of experiments with repeated seeds, or list suites", _suite_args)
 def cmd_suite(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..suite import load_suite, run_suite, suite_experiments, suite_names
+    from mnistlab.experiments.suite import load_suite, run_suite, suite_experiments, suite_names
 
     if args.suite_command == "list":
         table = Table(title="suites")
@@ -102,21 +102,19 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 1 if counts["failed"] else 0
 
 
-def _compare_args(p: argparse.ArgumentParser) -> None:
+def compare_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="RUN_OR_GROUP",
                    help="run directories, folders of runs, suite names or run-name patterns")
     p.add_argument("-o", "--plot", help="write the validation-curve overlay to this PNG")
     add_io_args(p, data=False)
 
 
-@command("compare", "compare runs: config differences, scores over seeds, significance",
-         _compare_args)
 def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from ..compare import compare
-    from ..report_text import experiment_tests
-    from ..stats import ALPHA
+    from mnistlab.report.compare import compare
+    from mnistlab.report.findings import experiment_tests
+    from mnistlab.report.stats import ALPHA
 
     comp = compare(args.targets, args.runs_dir)
     table = Table(title="configurations (mean ± sd [95% CI] over seeds)")
@@ -140,14 +138,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for path, why in comp.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if args.plot:
-        from ..plots import save_figure
+        from mnistlab.plots import save_figure
 
         save_figure(comp.overlay_figure(), Path(args.plot))
         print(args.plot)
     return 0
 
 
-def _report_args(p: argparse.ArgumentParser) -> None:
+def report_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("targets", nargs="+", metavar="RUNS_OR_SUITE",
                    help="run directories, folders of runs, suite names or run-name patterns")
     p.add_argument("-o", "--output", default="report", help="report folder (default ./report)")
@@ -155,9 +153,8 @@ def _report_args(p: argparse.ArgumentParser) -> None:
     add_io_args(p, data=False)
 
 
-@command("report", "write the lab report (HTML + Markdown) from recorded runs", _report_args)
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import write_report
+    from mnistlab.report.write import write_report
 
     result = write_report(args.targets, args.output, args.runs_dir, args.title)
     for path, why in result.skipped:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import EXIT_RUNTIME
-from . import add_io_args, command, console
+from mnistlab.commands import add_fast_arg, add_io_args, console
+from mnistlab.errors import EXIT_RUNTIME
 
 
-def _sweep_args(p: argparse.ArgumentParser) -> None:
+def sweep_args(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
     r = sub.add_parser("run", help="run every point not yet complete",
                        description="Run every (point, seed) of a sweep file; points already "
@@ -19,6 +19,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--cluster", metavar="ADDRESS", help="submit to this Dask scheduler, e.g. "
                    "tcp://host:8786 (default: $MNISTLAB_DASK; unset = this machine)")
     r.add_argument("--dry-run", action="store_true", help="validate and list the points only")
+    add_fast_arg(r)
     r.add_argument("--quiet", action="store_true", help="no live progress")
     add_io_args(r)
     s = sub.add_parser("show", help="results table and accuracy-vs-axis plots",
@@ -30,8 +31,6 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
     add_io_args(s, data=False)
 
 
-@command("sweep", "grids and random searches over any config field, locally or on Dask",
-         _sweep_args)
 def cmd_sweep(args: argparse.Namespace) -> int:
     return _run(args) if args.sweep_command == "run" else _show(args)
 
@@ -87,8 +86,8 @@ class SweepProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..executor import _usable_cores, cluster_address
-    from ..sweep import load_sweep, run_sweep, sweep_points
+    from mnistlab.experiments.executor import _usable_cores, cluster_address
+    from mnistlab.experiments.sweep import load_sweep, run_sweep, sweep_points
 
     sweep = load_sweep(args.sweep)
     points = sweep_points(sweep)  # every bad axis value fails here, before anything runs
@@ -115,8 +114,8 @@ def _print_table(source: str, runs_dir, out) -> None:
 
     from rich.table import Table
 
-    from ..sweep import sweep_dir, sweep_results
-    from ..sweep_report import TABLE_COLUMNS, table_rows, write_sweep_outputs
+    from mnistlab.experiments.sweep import sweep_dir, sweep_results
+    from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows, write_sweep_outputs
 
     name, axes, rows = sweep_results(source, runs_dir)
     table = Table(title=f"sweep {name}")

@@ -6,7 +6,6 @@ Suites (named lists of presets) live in `presets/suites/<name>.toml`.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from functools import cache
 from importlib import resources
@@ -14,7 +13,7 @@ from typing import Any
 
 import tomllib
 
-from ..errors import ConfigError
+from mnistlab.errors import ConfigError, close_matches
 
 __all__ = ["preset_names", "is_preset", "read_preset", "unknown_preset_error", "list_presets"]
 
@@ -53,7 +52,7 @@ def read_preset(name: str) -> dict[str, Any]:
 
 def unknown_preset_error(name: str) -> ConfigError:
     names = preset_names()
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    close = close_matches(name, names, n=3, cutoff=0.5)
     hint = f" Closest presets: {', '.join(close)}." if close else ""
     return ConfigError(
         f"{name}: not a preset and not an existing .toml file; give a preset name "

@@ -1,0 +1,119 @@
+"""The `mnistlab` command: a thin shell over the library (each command is one library call).
+
+Expected failures (bad config, missing data, unwritable folders) print one line and exit 2;
+failures while working exit 1; Ctrl-C exits 130. `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from typing import NamedTuple
+
+from mnistlab.commands import core, hog, predict, report, sweep
+from mnistlab.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, MnistlabError
+from mnistlab.fast.openmp import FAST_ENV, choose_wait_policy, off_by_environment
+
+__all__ = ["main", "build_parser", "COMMANDS", "Command"]
+
+
+class Command(NamedTuple):
+    add_args: Callable[[argparse.ArgumentParser], None]  # defines the command's arguments
+    run: Callable[[argparse.Namespace], int]  # does the work, returns the exit code
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command(core.run_args, core.cmd_run, "train an experiment into a new run directory"),
+    "resume": Command(core.resume_args, core.cmd_resume,
+                      "continue an interrupted run from its last checkpoint"),
+    "presets": Command(core.presets_args, core.cmd_presets, "list the shipped presets"),
+    "data": Command(core.data_args, core.cmd_data,
+                    "show which datasets are available, where, and whether they verify"),
+    "runs": Command(core.runs_args, core.cmd_runs,
+                    "list run directories with status, key config and accuracy"),
+    "summary": Command(core.summary_args, core.cmd_summary,
+                       "print a model's layers and how its parameter count is obtained"),
+    "hog": Command(hog.hog_args, hog.cmd_hog,
+                   "HOG features: `hog show` draws an image beside its HOG view"),
+    "predict": Command(predict.predict_args, predict.cmd_predict,
+                       "classify image files with a trained run (exit 0 only if all succeed)"),
+    "suite": Command(report.suite_args, report.cmd_suite,
+                     "run a suite of experiments with repeated seeds, or list suites"),
+    "compare": Command(report.compare_args, report.cmd_compare,
+                       "compare runs: config differences, scores over seeds, significance"),
+    "report": Command(report.report_args, report.cmd_report,
+                      "write the lab report (HTML + Markdown) from recorded runs"),
+    "sweep": Command(sweep.sweep_args, sweep.cmd_sweep,
+                     "grids and random searches over any config field, locally or on Dask"),
+}
+
+
+def _prepare_process(args: argparse.Namespace) -> bool | None:
+    """Process-wide settings, before anything loads torch: `--no-fast` as MNISTLAB_FAST=0 (so
+    Dask workers and resumed runs inherit it), then, with the speed-ups on, OpenMP's spinning
+    (`fast.openmp`) and flush-to-zero before torch starts its worker threads, which inherit it
+    (training turns it on for its own thread too). Returns the previous flush mode to restore
+    for in-process callers, or None when nothing was changed."""
+    if getattr(args, "no_fast", False):
+        os.environ[FAST_ENV] = "0"
+    if off_by_environment():
+        return None
+    choose_wait_policy()
+    import torch
+
+    from mnistlab.fast.cpu import flushing_denormals, keep_freed_memory
+
+    before = flushing_denormals()
+    torch.set_flush_denormal(True)
+    keep_freed_memory()
+    return before
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from mnistlab import __version__
+
+    parser = argparse.ArgumentParser(prog="mnistlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, command in sorted(COMMANDS.items()):
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_args(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    run = COMMANDS[args.command].run
+    denormals_before = _prepare_process(args)
+    try:
+        return run(args)
+    except MnistlabError as exc:
+        if args.debug:
+            raise
+        print(f"mnistlab {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"mnistlab {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
+        if args.debug:
+            raise
+        print(f"mnistlab {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_RUNTIME
+    finally:
+        if denormals_before is not None:
+            import torch
+
+            torch.set_flush_denormal(denormals_before)
+

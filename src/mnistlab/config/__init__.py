@@ -1,0 +1,35 @@
+"""Experiments as frozen, validated configuration: sections, rule tables, loading, shapes.
+
+    sections.py  the dataclasses (one per concern of a run), a comment per field
+    rules.py     what each field accepts, one message shape for a bad value
+    layers.py    what each layer type accepts; a model config as one list of layer dicts
+    geometry.py  output shapes of layer lists and HOG arguments, without computing anything
+    load.py      preset / TOML / `base` / `--set` -> validated `Experiment`; digest and TOML out
+"""
+
+from mnistlab.config.load import (
+    apply_overrides,
+    config_digest,
+    experiment_from_dict,
+    load_experiment,
+    parse_override,
+    read_toml,
+    resolve_raw,
+    to_toml,
+)
+from mnistlab.config.rules import RULES, Rule
+from mnistlab.config.sections import (
+    ACTIVATIONS,
+    DataConfig,
+    Experiment,
+    FeaturesConfig,
+    ModelConfig,
+    OptimizerConfig,
+    OutputConfig,
+    TrainingConfig,
+)
+
+__all__ = ["DataConfig", "FeaturesConfig", "ModelConfig", "OptimizerConfig", "TrainingConfig",
+           "OutputConfig", "Experiment", "RULES", "Rule", "ACTIVATIONS", "load_experiment",
+           "experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
+           "resolve_raw", "config_digest", "to_toml"]

@@ -1,0 +1,112 @@
+"""Experiment configuration as typed, frozen sections, one per concern of a run.
+
+Each field has a default and a one-line comment; what each field accepts is in
+`mnistlab.config.rules.RULES`, checked by `mnistlab.config.load` before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ACTIVATIONS", "INITIALIZERS", "BLOCK_NORMS", "DataConfig", "FeaturesConfig",
+           "ModelConfig", "OptimizerConfig", "TrainingConfig", "OutputConfig", "Experiment",
+           "SECTIONS", "TOP_LEVEL_KEYS", "plain"]
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "softplus", "linear")
+INITIALIZERS = ("glorot_uniform", "he_uniform", "glorot_normal", "he_normal")
+BLOCK_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "mnist"  # registry name: mnist | fashion-mnist
+    validation: str | float = 0.1  # "test" (the lab's habit) or a fraction held out of train
+    train_samples: int = 0  # use only the first N training images (0 = all); for quick runs
+    test_samples: int = 0  # use only the first N test images (0 = all)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    kind: str = "raw"  # raw pixels in [0, 1], or hog (scikit-image semantics)
+    orientations: int = 8  # HOG: orientation bins over 0-180 degrees
+    pixels_per_cell: int = 4  # HOG: square cell side in pixels
+    cells_per_block: int = 1  # HOG: square block side in cells
+    block_norm: str = "L2-Hys"  # HOG: L1 | L1-sqrt | L2 | L2-Hys
+    transform_sqrt: bool = False  # HOG: power-law compression before gradients
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    kind: str = "mlp"  # mlp (from `hidden`) | cnn (from `layers`)
+    hidden: tuple[int, ...] = (300,)  # MLP hidden layer widths, input to output
+    activation: str = "relu"  # hidden-layer activation
+    dropout: float = 0.0  # dropout rate after each hidden layer (0 = none), Keras semantics
+    kernel_initializer: str = "glorot_uniform"  # Keras default; biases always start at zero
+    layers: tuple[dict, ...] | None = None  # CNN layer tables (see config.layers.LAYER_RULES)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    name: str = "rmsprop"  # the lab's optimiser, with Keras semantics
+    learning_rate: float = 0.001  # Keras default
+    rho: float = 0.9  # decay of the squared-gradient average
+    momentum: float = 0.0  # 0 = plain RMSprop
+    epsilon: float = 1e-7  # added inside the square root, as Keras does
+    centered: bool = False  # subtract the squared mean gradient in the denominator
+    clipvalue: float | None = None  # clip each gradient element to [-v, v]
+    clipnorm: float | None = None  # clip each gradient tensor to this L2 norm
+    global_clipnorm: float | None = None  # clip all gradients together to this L2 norm
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 128  # samples per optimiser step
+    seed: int = 0  # seeds init, shuffling, dropout and the validation split
+    shuffle: bool = True  # reshuffle the training set every epoch, as Keras fit does
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # CPU threads for PyTorch (0 = all cores)
+    fast: bool = True  # mnistlab's CPU speed-ups (mnistlab.fast); false = stock PyTorch modules
+    chunk_size: int = 0  # images per forward pass inside a batch (0 = chosen by mnistlab.fast)
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    name: str = ""  # run name (slug); defaults to the preset or file name
+    plots: bool = True  # write loss/accuracy/confusion PNGs into the run
+
+
+@dataclass(frozen=True)
+class Experiment:
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    description: str = ""  # one line shown by `mnistlab presets`
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples as lists, None dropped) for TOML/JSON."""
+        return plain(dataclasses.asdict(self))
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "features": FeaturesConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "training": TrainingConfig,
+    "output": OutputConfig,
+}
+TOP_LEVEL_KEYS = ("description", "base")
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value

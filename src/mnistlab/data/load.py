@@ -1,0 +1,291 @@
+"""Finding, verifying and loading datasets, and splitting them for training.
+
+Lookup order (first complete, verified copy wins): an explicit `data_dir`, env `MNISTLAB_DATA`,
+the user cache (`$MNISTLAB_CACHE` or `~/.cache/mnistlab`), folders other tools fill (Debian's
+`/usr/share/datasets`, Keras's `~/.keras/datasets`, a torchvision root such as `./data`), then a
+verified download into the cache. Content is checked by SHA-256 of the decompressed IDX bytes on
+first use; the decoded arrays are cached as `.npy` so later loads are a memory map.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnistlab.atomic import save_npy_atomic, write_atomically
+from mnistlab.data.idx import idx_bytes, read_idx
+from mnistlab.data.registry import DatasetSpec, get_dataset
+from mnistlab.errors import DataError
+
+__all__ = [
+    "Dataset",
+    "Splits",
+    "cache_dir",
+    "candidate_roots",
+    "find_dataset_files",
+    "load_dataset",
+    "make_splits",
+    "to_float",
+    "dataset_status",
+]
+
+KEYS = ("train-images", "train-labels", "test-images", "test-labels")
+_TORCHVISION_NAMES = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    spec: DatasetSpec
+    train_images: np.ndarray  # (60000, 28, 28) uint8
+    train_labels: np.ndarray  # (60000,) uint8
+    test_images: np.ndarray  # (10000, 28, 28) uint8
+    test_labels: np.ndarray  # (10000,) uint8
+    source: str  # where the files were found
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Float images in [0, 1] and int64 labels; `validation_is_test` marks the lab's habit."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    validation_is_test: bool
+
+
+def cache_dir() -> Path:
+    """`$MNISTLAB_CACHE`, else `$XDG_CACHE_HOME/mnistlab`, else `~/.cache/mnistlab`."""
+    if os.environ.get("MNISTLAB_CACHE"):
+        return Path(os.environ["MNISTLAB_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mnistlab"
+
+
+def candidate_roots(data_dir: str | Path | None = None) -> list[tuple[str, Path]]:
+    """(why, folder) pairs in lookup order; folders may hold datasets in any known layout."""
+    roots: list[tuple[str, Path]] = []
+    if data_dir is not None:
+        roots.append(("--data-dir", Path(data_dir).expanduser()))
+    if os.environ.get("MNISTLAB_DATA"):
+        roots.append(("MNISTLAB_DATA", Path(os.environ["MNISTLAB_DATA"]).expanduser()))
+    roots.append(("cache", cache_dir()))
+    roots.append(("system", Path("/usr/share/datasets")))
+    roots.append(("keras", Path("~/.keras/datasets").expanduser()))
+    roots.append(("torchvision", Path("data").absolute()))
+    return roots
+
+
+def _layouts(spec: DatasetSpec, root: Path, explicit: bool) -> list[Path]:
+    folders = [root / spec.name, root / _TORCHVISION_NAMES[spec.name] / "raw"]
+    if explicit:
+        folders.insert(0, root)  # --data-dir may point straight at the dataset folder
+    return folders
+
+
+def _files_in(folder: Path, spec: DatasetSpec) -> dict[str, Path] | None:
+    found = {}
+    for key in KEYS:
+        name = spec.files[key]
+        hits = [folder / (name + ".gz"), folder / name, folder / name.replace("-idx", ".idx")]
+        hit = next((p for p in hits if p.is_file()), None)
+        if hit is None:
+            return None
+        found[key] = hit
+    return found
+
+
+def find_dataset_files(
+    name: str, data_dir: str | Path | None = None
+) -> tuple[dict[str, Path] | Path | None, list[str]]:
+    """Locate a dataset without reading it -> (files or a Keras .npz or None, places looked)."""
+    spec = get_dataset(name)
+    looked: list[str] = []
+    for why, root in candidate_roots(data_dir):
+        explicit = why in ("--data-dir", "MNISTLAB_DATA")
+        for folder in _layouts(spec, root, explicit):
+            looked.append(f"{folder} ({why})")
+            files = _files_in(folder, spec)
+            if files:
+                return files, looked
+        if why == "keras" and spec.name == "mnist" and (root / "mnist.npz").is_file():
+            return root / "mnist.npz", looked
+    return None, looked
+
+
+def _stat_key(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+class _VerifiedIndex:
+    """Remembers which files were verified (by path, size, mtime) and where their arrays are."""
+
+    def __init__(self, root: Path):
+        self.path = root / "verified.json"
+        try:
+            self.entries: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            data = json.dumps(self.entries, indent=1).encode()
+            write_atomically(self.path, lambda fh: fh.write(data))
+        except OSError:
+            pass  # a read-only cache only costs speed
+
+
+def _load_verified(spec: DatasetSpec, key: str, path: Path, index: _VerifiedIndex) -> np.ndarray:
+    expected = spec.sha256[key]
+    array_path = index.path.parent / "arrays" / f"{expected}.npy"
+    stat_key = _stat_key(path)
+    if index.entries.get(stat_key) == expected and array_path.is_file():
+        try:
+            return np.load(array_path, mmap_mode="r")
+        except (OSError, ValueError):
+            pass  # damaged cache entry: fall through and rebuild it
+    array, digest = read_idx(path)
+    if digest != expected:
+        raise DataError(
+            f"{path}: checksum mismatch for {spec.name} {key}: SHA-256 of the content is "
+            f"{digest[:16]}..., expected {expected[:16]}...; the file is corrupt or not "
+            f"{spec.title}. Delete it and fetch it again (see `mnistlab data`)."
+        )
+    _check_shape(spec, key, array, str(path))
+    try:
+        save_npy_atomic(array_path, array)
+        index.entries[stat_key] = expected
+    except OSError:
+        pass
+    return array
+
+
+def _check_shape(spec: DatasetSpec, key: str, array: np.ndarray, name: str) -> None:
+    want_ndim = 3 if key.endswith("images") else 1
+    if array.ndim != want_ndim or array.dtype != np.uint8:
+        raise DataError(
+            f"{name}: {spec.name} {key} must be uint8 with {want_ndim} dimensions; "
+            f"got {array.dtype} with shape {array.shape}"
+        )
+
+
+def _load_keras_npz(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
+    names = {"train-images": "x_train", "train-labels": "y_train", "test-images": "x_test",
+             "test-labels": "y_test"}
+    try:
+        with np.load(path) as npz:
+            arrays = {k: np.asarray(npz[v], dtype=np.uint8) for k, v in names.items()}
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: not a readable Keras mnist.npz ({exc})") from None
+    import hashlib
+
+    for key, array in arrays.items():
+        if hashlib.sha256(idx_bytes(array)).hexdigest() != spec.sha256[key]:
+            raise DataError(f"{path}: {key} content does not match the canonical {spec.title}")
+    return arrays
+
+
+def load_dataset(
+    name: str, data_dir: str | Path | None = None, download: bool | None = None
+) -> Dataset:
+    """Find (or download), verify and load a dataset; raises DataError saying where it looked."""
+    spec = get_dataset(name)
+    found, looked = find_dataset_files(name, data_dir)
+    if found is None:
+        if download is None:
+            download = os.environ.get("MNISTLAB_OFFLINE", "") in ("", "0")
+        if not download:
+            raise _not_found(spec, looked, "downloads are off (MNISTLAB_OFFLINE)")
+        from mnistlab.data.download import download_dataset
+
+        try:
+            found = download_dataset(spec, cache_dir() / spec.name)
+        except DataError as exc:
+            raise _not_found(spec, looked, str(exc)) from None
+    if isinstance(found, Path):
+        arrays = _load_keras_npz(spec, found)
+        source = str(found)
+    else:
+        index = _VerifiedIndex(cache_dir())
+        arrays = {key: _load_verified(spec, key, path, index) for key, path in found.items()}
+        index.save()
+        source = str(found["train-images"].parent)
+    for split in ("train", "test"):
+        n_img, n_lab = len(arrays[f"{split}-images"]), len(arrays[f"{split}-labels"])
+        if n_img != n_lab:
+            raise DataError(f"{source}: {split} has {n_img} images but {n_lab} labels")
+    return Dataset(spec, arrays["train-images"], arrays["train-labels"],
+                   arrays["test-images"], arrays["test-labels"], source)
+
+
+def _not_found(spec: DatasetSpec, looked: list[str], why: str) -> DataError:
+    places = "\n  ".join(looked)
+    return DataError(
+        f"dataset {spec.name!r} not found and not downloaded ({why}). Looked in:\n  {places}\n"
+        f"Fix: put the four IDX files ({', '.join(f + '.gz' for f in spec.files.values())}) in "
+        f"DIR/{spec.name}/ and pass --data-dir DIR or set MNISTLAB_DATA=DIR."
+    )
+
+
+def make_splits(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    validation: str | float,
+    seed: int,
+) -> Splits:
+    """Hold out validation data from already-extracted features.
+
+    `validation="test"` reproduces the lab (validate on the test set); a fraction holds out a
+    seeded random part of the training set, so the test set is touched once, at the end.
+    """
+    y_train, y_test = y_train.astype(np.int64), y_test.astype(np.int64)
+    if validation == "test":
+        return Splits(x_train, y_train, x_test, y_test, x_test, y_test, True)
+    n_val = int(round(len(x_train) * float(validation)))
+    if not 0 < n_val < len(x_train):
+        raise DataError(
+            f"data.validation={validation} leaves {n_val} of {len(x_train)} training images for "
+            "validation; need at least one on each side"
+        )
+    order = np.random.default_rng(seed).permutation(len(x_train))
+    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+    return Splits(x_train[train_idx], y_train[train_idx], x_train[val_idx], y_train[val_idx],
+                  x_test, y_test, False)
+
+
+def to_float(images: np.ndarray) -> np.ndarray:
+    """uint8 images -> float32 in [0, 1], as the lab did (x / 255)."""
+    return np.asarray(images, dtype=np.float32) / np.float32(255.0)
+
+
+def dataset_status(data_dir: str | Path | None = None, verify: bool = True) -> list[dict]:
+    """One row per registered dataset: found where, verified or not (for `mnistlab data`)."""
+    from mnistlab.data.registry import DATASETS
+
+    rows = []
+    for name in DATASETS:
+        found, looked = find_dataset_files(name, data_dir)
+        row = {"dataset": name, "location": None, "verified": False, "detail": ""}
+        if found is not None:
+            where = found if isinstance(found, Path) else found["train-images"].parent
+            row["location"] = str(where)
+            if verify:
+                try:
+                    load_dataset(name, data_dir, download=False)
+                    row["verified"] = True
+                except DataError as exc:
+                    row["detail"] = str(exc).splitlines()[0]
+        else:
+            row["detail"] = f"not found ({len(looked)} places looked)"
+        rows.append(row)
+    return rows

@@ -1,0 +1,314 @@
+"""Hyper-parameter sweeps: a base experiment, fixed overrides and axes, as a grid or a search.
+
+A sweep file (TOML) reads:
+
+    base = "raw/template"          # preset name or experiment .toml (relative to this file)
+    seeds = 3                      # 3 -> seeds 0, 1, 2; or a list such as [0, 7]
+    mode = "grid"                  # or "random", with trials = 20 (and sample_seed = 0)
+    [set]                          # applied to every point, like --set
+    "training.epochs" = 30
+    [axes]                         # any config field -> the values to try
+    "model.hidden" = [[50], [100]]
+    "model.activation" = ["relu", "tanh"]
+
+Every point is built and validated before anything runs. Runs are named
+`<sweep>-p003-s1` (point 3, seed 1) and found again by their config digest, so a sweep can be
+interrupted, rerun (finished points are skipped) and shown from the runs folder alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import random
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.config.load import config_digest, experiment_from_dict, read_toml, resolve_raw
+from mnistlab.config.sections import Experiment
+from mnistlab.errors import ConfigError
+from mnistlab.experiments.executor import JobOutcome, complete_runs_by_digest, run_jobs
+from mnistlab.runs.directory import runs_root, safe_name, write_json
+
+__all__ = ["Sweep", "SweepPoint", "PointResult", "load_sweep", "sweep_points", "run_sweep",
+           "sweep_results", "sweep_dir", "SWEEP_KEYS"]
+
+SWEEP_KEYS = ("name", "base", "seeds", "mode", "trials", "sample_seed", "set", "axes",
+              "description")
+NOT_AXES = {"training.seed": "use seeds = N", "output.name": "points are named by the sweep"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    name: str  # sweep name (slug); runs are <name>-pNNN-sS
+    source: str  # the sweep file, for messages
+    base: str  # preset name or absolute path of the base experiment file
+    seeds: tuple[int, ...]  # repetitions of every point
+    mode: str  # grid | random
+    trials: int  # random mode: points drawn from the grid (without repeats)
+    sample_seed: int  # random mode: seeds the draw
+    fixed: dict[str, Any]  # "section.key" -> value, applied to every point
+    axes: dict[str, list[Any]]  # "section.key" -> values to try, in file order
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    point: int  # 1-based point number
+    seed: int
+    values: dict[str, Any]  # axis -> value at this point
+    experiment: Experiment
+
+
+def _fail(source: str, what: str, value: Any, allowed: str) -> ConfigError:
+    return ConfigError(f"{source}: {what} must be {allowed}; got {value!r}")
+
+
+def _field(source: str, where: str, key: Any) -> tuple[str, str]:
+    parts = key.split(".") if isinstance(key, str) else []
+    if len(parts) != 2 or not all(parts):
+        raise _fail(source, f"{where} key", key, 'a config field "section.key" such as '
+                    '"model.hidden"')
+    return parts[0], parts[1]
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Read and check a sweep file's shape (its points are checked by `sweep_points`)."""
+    path = Path(path)
+    raw, src = read_toml(path), str(path)
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            raise ConfigError(f"{src}: unknown key {key!r}; allowed: {', '.join(SWEEP_KEYS)}")
+    name = raw.get("name", path.stem)
+    if not isinstance(name, str) or not name.strip():
+        raise _fail(src, "name", name, "a non-empty string")
+    base = raw.get("base")
+    if not isinstance(base, str):
+        raise _fail(src, "base", base, "a preset name or an experiment .toml path")
+    from mnistlab.presets import is_preset
+
+    if not is_preset(base) and not Path(base).is_absolute():
+        base = str((path.parent / base).resolve())
+    seeds = raw.get("seeds", 1)
+    if isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= 1000:
+        seeds = tuple(range(seeds))
+    elif (isinstance(seeds, list) and seeds and len(set(seeds)) == len(seeds)
+          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+        seeds = tuple(seeds)
+    else:
+        raise _fail(src, "seeds", seeds, "an int in [1, 1000] or a list of distinct ints >= 0")
+    mode = raw.get("mode", "grid")
+    if mode not in ("grid", "random"):
+        raise _fail(src, "mode", mode, "one of 'grid', 'random'")
+    trials = raw.get("trials", 0 if mode == "grid" else None)
+    if mode == "random" and not (isinstance(trials, int) and not isinstance(trials, bool)
+                                 and trials >= 1):
+        raise _fail(src, "trials", trials, "an int >= 1 (points to draw in random mode)")
+    sample_seed = raw.get("sample_seed", 0)
+    if not isinstance(sample_seed, int) or isinstance(sample_seed, bool):
+        raise _fail(src, "sample_seed", sample_seed, "an int")
+    fixed, axes = raw.get("set", {}), raw.get("axes", {})
+    for table, value in (("[set]", fixed), ("[axes]", axes)):
+        if not isinstance(value, dict):
+            raise _fail(src, table, value, 'a table of "section.key" = value')
+    for key, values in axes.items():
+        _field(src, "[axes]", key)
+        if key in NOT_AXES:
+            raise ConfigError(f"{src}: axis {key} is not allowed ({NOT_AXES[key]})")
+        if not isinstance(values, list) or not values:
+            raise _fail(src, f"axis {key}", values, "a non-empty list of values")
+        for j, v in enumerate(values):
+            if values.index(v) != j:
+                raise _fail(src, f"axis {key}[{j}]", v, "a value not already listed")
+    for key in fixed:
+        _field(src, "[set]", key)
+    return Sweep(safe_name(name), src, base, seeds, mode, int(trials or 0), sample_seed,
+                 dict(fixed), {k: list(v) for k, v in axes.items()})
+
+
+def _with(raw: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(raw)
+    for key, value in assignments.items():
+        section, name = key.split(".")
+        if not isinstance(out.get(section, {}), dict):
+            raise ConfigError(f"{key}: [{section}] is not a table in the base experiment")
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def _combos(sweep: Sweep) -> list[tuple[Any, ...]]:
+    sizes = [len(v) for v in sweep.axes.values()]
+    if sweep.mode == "grid":
+        return list(itertools.product(*sweep.axes.values()))
+    total = 1
+    for n in sizes:
+        total *= n
+    picks = random.Random(sweep.sample_seed).sample(range(total), min(sweep.trials, total))
+    combos = []
+    for flat in picks:  # mixed-radix decoding, so a huge grid is never listed
+        digits = []
+        for values, n in zip(reversed(list(sweep.axes.values())), reversed(sizes), strict=True):
+            flat, d = divmod(flat, n)
+            digits.append(values[d])
+        combos.append(tuple(reversed(digits)))
+    return combos
+
+
+def sweep_points(sweep: Sweep) -> list[SweepPoint]:
+    """Every (point, seed) as a validated experiment; any bad axis value fails here, by name."""
+    base, _ = resolve_raw(sweep.base)
+    base = _with(base, {})
+    base.pop("description", None)
+    fixed_raw = _with(base, sweep.fixed)
+    experiment_from_dict(fixed_raw, f"{sweep.source} [set]")
+    for key, values in sweep.axes.items():  # one value at a time: the message names it
+        for j, value in enumerate(values):
+            experiment_from_dict(_with(fixed_raw, {key: value}),
+                                 f"{sweep.source} axis {key}[{j}] = {value!r}")
+    points = []
+    for p, combo in enumerate(_combos(sweep), start=1):
+        values = dict(zip(sweep.axes, combo, strict=True))
+        label = ", ".join(f"{k}={v!r}" for k, v in values.items()) or "the base"
+        for seed in sweep.seeds:
+            name = f"{sweep.name}-p{p:03d}-s{seed}"
+            raw = _with(fixed_raw, {**values, "training.seed": seed, "output.name": name})
+            exp = experiment_from_dict(raw, f"{sweep.source} point {p} ({label})")
+            points.append(SweepPoint(p, seed, values, exp))
+    return points
+
+
+def sweep_dir(name: str, runs_dir: str | Path | None = None) -> Path:
+    """Where a sweep's manifest, results table and plots go: <runs root>/.sweeps/<name>/."""
+    return runs_root(runs_dir) / ".sweeps" / safe_name(name)
+
+
+def _manifest(sweep: Sweep, points: list[SweepPoint], outcomes: dict[int, dict]) -> dict:
+    return {"name": sweep.name, "source": sweep.source, "base": sweep.base, "mode": sweep.mode,
+            "seeds": list(sweep.seeds), "axes": sweep.axes, "set": sweep.fixed,
+            "points": [{"point": pt.point, "seed": pt.seed, "values": pt.values,
+                        "name": pt.experiment.output.name,
+                        "digest": config_digest(pt.experiment), **outcomes.get(i, {})}
+                       for i, pt in enumerate(points)]}
+
+
+def run_sweep(sweep: Sweep, runs_dir=None, data_dir=None, jobs: int = 1,
+              cluster: str | None = None, on_event=None) -> list[JobOutcome]:
+    """Validate every point, then run those not yet complete; returns one outcome per run."""
+    points = sweep_points(sweep)
+    folder = sweep_dir(sweep.name, runs_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    recorded: dict[int, dict] = {}
+    write_json(folder / "manifest.json", _manifest(sweep, points, recorded))
+
+    def record(kind: str, index: int, payload: dict) -> None:
+        if kind in ("complete", "skipped", "failed"):
+            run = payload.get("run_dir")
+            recorded[index] = {"status": kind, "run": run.name if run else None,
+                               "error": payload.get("error")}
+            write_json(folder / "manifest.json", _manifest(sweep, points, recorded))
+        if on_event:
+            on_event(kind, index, payload)
+
+    return run_jobs([pt.experiment for pt in points], runs_dir, data_dir, jobs, cluster, record)
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """One row of a sweep's table: a point's values and its runs' scores over seeds."""
+
+    point: int
+    values: dict[str, Any]
+    seeds: int  # runs asked for
+    accuracies: list[float]  # test accuracy of each complete run
+    f1_macro: list[float]
+    seconds: list[float]
+    errors: list[str]  # one per failed run
+
+    @property
+    def mean(self) -> float | None:
+        return sum(self.accuracies) / len(self.accuracies) if self.accuracies else None
+
+    @property
+    def std(self) -> float | None:
+        """Sample standard deviation over seeds (None with fewer than two runs)."""
+        n = len(self.accuracies)
+        if n < 2:
+            return None
+        m = self.mean
+        return (sum((a - m) ** 2 for a in self.accuracies) / (n - 1)) ** 0.5
+
+
+def _manifest_points(source: str | Path, runs_dir) -> tuple[str, list[dict]]:
+    path = Path(source)
+    if path.is_file():
+        sweep = load_sweep(path)
+        old = {p["digest"]: p for p in _read_manifest(sweep.name, runs_dir).get("points", [])}
+        pts = [{"point": pt.point, "seed": pt.seed, "values": pt.values,
+                "digest": config_digest(pt.experiment)} for pt in sweep_points(sweep)]
+        return sweep.name, [{**old.get(p["digest"], {}), **p} for p in pts]
+    manifest = _read_manifest(str(source), runs_dir)
+    if not manifest:
+        raise ConfigError(f"{source}: not a sweep file, and no sweep of that name in "
+                          f"{runs_root(runs_dir) / '.sweeps'}")
+    return manifest["name"], manifest["points"]
+
+
+def _read_manifest(name: str, runs_dir) -> dict:
+    import json
+
+    try:
+        return json.loads((sweep_dir(name, runs_dir) / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def sweep_results(source: str | Path, runs_dir=None) -> tuple[str, list[str], list[PointResult]]:
+    """(sweep name, axes, one row per point) from a sweep file or a sweep name."""
+    import json
+
+    name, pts = _manifest_points(source, runs_dir)
+    done = complete_runs_by_digest(runs_root(runs_dir))
+    rows: dict[int, dict] = {}
+    for p in pts:
+        row = rows.setdefault(p["point"], {"values": p["values"], "n": 0, "acc": [], "f1": [],
+                                           "sec": [], "err": []})
+        row["n"] += 1
+        run = done.get(p["digest"])
+        if run is not None:
+            m = json.loads((run / "metrics.json").read_text())
+            row["acc"].append(m["test_accuracy"])
+            row["f1"].append(m.get("f1_macro", float("nan")))
+            row["sec"].append(m.get("train_seconds", float("nan")))
+        elif p.get("status") == "failed":
+            row["err"].append(p.get("error") or "failed")
+    axes = list(pts[0]["values"]) if pts else []
+    return name, axes, [PointResult(k, r["values"], r["n"], r["acc"], r["f1"], r["sec"], r["err"])
+                        for k, r in sorted(rows.items())]
+
+
+def is_sweep(source: str | Path, runs_dir=None) -> bool:
+    """A sweep file (a TOML with [axes]) or the name of a sweep recorded in the runs folder."""
+    import tomllib
+
+    path = Path(source)
+    if path.is_file():
+        try:
+            return "axes" in tomllib.loads(path.read_text())
+        except (OSError, ValueError):
+            return False
+    return bool(_read_manifest(str(source), runs_dir))
+
+
+def sweep_run_dirs(source: str | Path, runs_dir=None) -> list[Path]:
+    """The complete runs of a sweep's points (for `compare` and `report`)."""
+    _, pts = _manifest_points(source, runs_dir)
+    done = complete_runs_by_digest(runs_root(runs_dir))
+    return [done[p["digest"]] for p in pts if p["digest"] in done]
+
+
+def value_label(value: Any) -> str:
+    """`[100, 50]` -> `100-50`, `0.5` -> `0.5`: short tick and column labels."""
+    if isinstance(value, list):
+        return "-".join(value_label(v) for v in value)
+    return re.sub(r"\s+", "", str(value))

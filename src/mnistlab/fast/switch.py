@@ -1,0 +1,101 @@
+"""`accelerate(model, training)`: the one entry point to everything in `mnistlab.fast`, and the
+switch that turns all of it off.
+
+Given a stock model (`mnistlab.nn.build`), it returns a `TrainingPlan` whose model shares the
+stock model's parameters but runs on faster modules (`fast.rewrite`), whose step is written out
+by hand for plain MLPs (`fast.mlp_step`), whose training input may be split into a dense core and
+a sparse rest (`fast.sparse_input`), whose CNN batches run in cache-sized chunks
+(`fast.chunking`), and whose CPU settings flush denormals, keep freed memory and share the cores
+with other mnistlab trainers (`fast.cpu`). Every piece is proven equal to the stock path within
+float rounding (tests/test_fast_switch.py trains whole runs both ways).
+
+Off switch, strongest first: `--no-fast` (CLI), `MNISTLAB_FAST=0` (environment),
+`training.fast = false` (TOML). Off, training uses `training.steps.stock_plan`: stock `torch.nn`
+modules and autograd only.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mnistlab.config.sections import ModelConfig, TrainingConfig
+from mnistlab.fast import cpu
+from mnistlab.fast.chunking import preferred_chunk_size
+from mnistlab.fast.fused_conv import ConvReluPool, uses_native_kernels
+from mnistlab.fast.mlp_step import mlp_step_for
+from mnistlab.fast.native import kernel_is_built, native_kernel
+from mnistlab.fast.openmp import FAST_ENV, off_by_environment
+from mnistlab.fast.pooling import MaxPool2x2
+from mnistlab.fast.rewrite import Conv2dNHWC, FlattenCHW, rewrite_for_cpu
+from mnistlab.fast.sparse_input import split_autograd_step, split_training_input
+from mnistlab.training.steps import (
+    EVAL_BATCH_SIZE,
+    TrainingPlan,
+    chunked_step,
+    stock_plan,
+)
+
+__all__ = ["accelerate", "fast_enabled", "plan_for", "FAST_ENV"]
+
+def fast_enabled(cfg: TrainingConfig) -> bool:
+    """Whether the speed-ups apply: `training.fast` and not `MNISTLAB_FAST=0`."""
+    return cfg.fast and not off_by_environment()
+
+
+def plan_for(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
+             device: torch.device | str = "cpu", note=None) -> TrainingPlan:
+    """The fast plan when the switch is on, else the stock one."""
+    if fast_enabled(cfg):
+        return accelerate(model, cfg, model_cfg, device, note)
+    return stock_plan(model, cfg)
+
+
+def _rewrites(model: nn.Module) -> list[str]:
+    """What the rewritten model runs differently from the stock one, in words."""
+    kinds = {
+        "Dense products on oneDNN": any(type(m).__name__.startswith("Dense")
+                                        for m in model.modules()),
+        "channels-last convolutions": any(isinstance(m, Conv2dNHWC) for m in model.modules()),
+        "strided 2x2 max pools (ReLU absorbed)": any(isinstance(m, MaxPool2x2)
+                                                     for m in model.modules()),
+        "fused first Conv2D + ReLU + pool": any(isinstance(m, ConvReluPool)
+                                               for m in model.modules()),
+        "planar flatten": any(isinstance(m, FlattenCHW) for m in model.modules()),
+    }
+    return [k for k, used in kinds.items() if used]
+
+
+def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
+               device: torch.device | str = "cpu", note=None) -> TrainingPlan:
+    """The fast plan for training stock `model` (described by `model_cfg`) on `device`.
+
+    Off the CPU the stock plan is returned: every speed-up here is for the CPU. `note(text)`,
+    if given, hears about a one-time kernel build before it starts (~40 s).
+    """
+    if torch.device(device).type != "cpu":
+        return stock_plan(model, cfg)
+    fast_model = rewrite_for_cpu(model)
+    applied = _rewrites(fast_model)
+    if uses_native_kernels(fast_model):
+        if note is not None and not kernel_is_built():
+            note("compiling mnistlab's CPU kernels for this machine (once, ~40 s)")
+        native_kernel()  # build now rather than stall the first epoch's progress bar
+    chunk = cfg.chunk_size or preferred_chunk_size(fast_model, model_cfg)
+    if chunk:
+        step, train_input = chunked_step(fast_model, chunk), (lambda x: x)
+        applied.append(f"chunks of {chunk} images")
+    else:
+        by_hand = mlp_step_for(fast_model)
+        step = by_hand if by_hand is not None else split_autograd_step(fast_model)
+        applied.append("hand-written MLP step" if by_hand is not None else "autograd step")
+        applied.append("dense core + sparse rest input when it saves work")
+
+        def train_input(x):
+            return split_training_input(fast_model, x, cfg.batch_size)
+
+    applied.extend(cpu.SETTINGS)
+    share = cpu.CoreShare(cfg.threads)
+    return TrainingPlan(fast_model, share.wrap(step), eval_batch_size=chunk or EVAL_BATCH_SIZE,
+                        train_input=train_input, settings=share.training,
+                        applied=tuple(applied))

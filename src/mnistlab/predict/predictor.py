@@ -1,0 +1,211 @@
+"""Real images -> MNIST-style input -> classes, with a trained run's own model and features.
+
+Each file goes through `imageprep` (grayscale, light-on-dark polarity, crop to the ink, then the
+dataset's framing), is quantised to 8 bits like the dataset's own images, and then goes through
+the run's feature extraction (`features.extract_features`: raw pixels / 255, or HOG), so the
+network sees exactly what a training image of the same pixels would give it.
+
+Framing by dataset: MNIST runs get the digit framing (longest side 20 px keeping the aspect
+ratio, centre of mass at the centre of the 28x28 frame). Fashion-MNIST runs get the same
+grayscale, polarity, contrast and crop steps, then the longest side scaled to 28 px and the
+box centred (no 20 px digit box, no centre-of-mass shift: Fashion-MNIST images fill the frame).
+
+A file that cannot be used (not an image, empty, truncated, too many pixels, unreadable) gives
+a per-file error; the other files are still predicted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tomllib
+import torch
+
+from mnistlab.atomic import atomic_write_bytes, atomic_write_text
+from mnistlab.config.geometry import feature_shape
+from mnistlab.config.load import experiment_from_dict
+from mnistlab.config.sections import Experiment
+from mnistlab.data.registry import get_dataset
+from mnistlab.errors import ConfigError, RunError
+from mnistlab.features.extract import extract_features
+from mnistlab.nn.build import build_model
+from mnistlab.predict.imageprep import MAX_PIXELS, ImageInputError, prepare
+
+__all__ = ["Prediction", "Predictor", "load_predictor", "expand_paths", "predict_files",
+           "write_predictions_csv", "save_seen_frames", "IMAGE_SUFFIXES", "DIGIT_STYLE"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what a folder is searched for
+DIGIT_STYLE = {"mnist": True, "fashion-mnist": False}  # dataset -> imageprep digit_style
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One file's result: the top classes, best first, or why the file could not be used."""
+
+    path: Path
+    top: tuple[tuple[int, str, float], ...] = ()  # (class index, class name, probability)
+    error: str | None = None
+    frame: np.ndarray | None = field(default=None, repr=False)  # (28, 28) uint8 the net saw
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def prediction(self) -> int | None:
+        return self.top[0][0] if self.top else None
+
+    @property
+    def probability(self) -> float | None:
+        return self.top[0][2] if self.top else None
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A finished run's model, ready to classify 8-bit 28x28 frames."""
+
+    run_dir: Path
+    experiment: Experiment
+    model: torch.nn.Module
+    class_names: tuple[str, ...]
+    digit_style: bool
+
+    @torch.no_grad()
+    def probabilities(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 28, 28) uint8 frames -> (N, classes) softmax probabilities (float64)."""
+        if len(frames) == 0:
+            return np.zeros((0, len(self.class_names)))
+        feats = extract_features(self.experiment.features, frames)  # same code as training
+        logits = self.model(torch.from_numpy(np.ascontiguousarray(feats)))
+        return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def load_predictor(run_dir: str | Path) -> Predictor:
+    """Rebuild a run's network from its `config.toml` and `model.pt`.
+
+    Raises:
+        RunError: the run has no usable config or weights (e.g. it never finished).
+    """
+    run_dir = Path(run_dir)
+    config_path, model_path = run_dir / "config.toml", run_dir / "model.pt"
+    try:
+        raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        exp = experiment_from_dict(raw, str(config_path))
+    except (OSError, ValueError) as exc:
+        reason = exc if isinstance(exc, ConfigError) else f"unreadable ({type(exc).__name__})"
+        raise RunError(f"{config_path}: {reason}; cannot predict with this run") from None
+    if not model_path.is_file():
+        raise RunError(f"{model_path}: missing; only a complete run can predict (finish an "
+                       f"interrupted one with `mnistlab resume {run_dir}`)")
+    spec = get_dataset(exp.data.dataset)
+    model = build_model(exp.model, feature_shape(exp.features), len(spec.class_names))
+    try:
+        state = torch.load(model_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file, whatever the failure
+        raise RunError(f"{model_path}: unreadable or not this run's weights "
+                       f"({type(exc).__name__}); cannot predict with this run") from None
+    model.eval()
+    return Predictor(run_dir, exp, model, tuple(spec.class_names),
+                     DIGIT_STYLE.get(spec.name, False))
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files as given; a folder becomes its image files (by suffix, sorted, not recursive)."""
+    out: list[Path] = []
+    for item in paths:
+        p = Path(item)
+        if p.is_dir():
+            try:
+                found = sorted(c for c in p.iterdir()
+                               if c.suffix.lower() in IMAGE_SUFFIXES and c.is_file())
+            except OSError:
+                found = []
+            out.extend(found or [p])  # an empty folder stays, to be reported per path
+        else:
+            out.append(p)
+    return out
+
+
+def _frame(path: Path, digit_style: bool, max_pixels: int) -> np.ndarray:
+    """(28, 28) uint8: the framed image quantised to 8 bits, as the datasets store images."""
+    if path.is_dir():
+        raise ImageInputError(path, "folder holds no " + "/".join(IMAGE_SUFFIXES) + " files")
+    frame = prepare(path, digit_style=digit_style, max_pixels=max_pixels)
+    return np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def predict_files(run_dir: str | Path | Predictor, paths: list[str | Path], top: int = 3,
+                  max_pixels: int = MAX_PIXELS) -> list[Prediction]:
+    """Classify image files (or folders of them) with a finished run; one result per file.
+
+    Unusable files come back with `error` set instead of raising, so one bad file never stops
+    a batch. Raises RunError only when the run itself cannot be loaded.
+    """
+    predictor = run_dir if isinstance(run_dir, Predictor) else load_predictor(run_dir)
+    k = max(1, min(int(top), len(predictor.class_names)))
+    files = expand_paths(paths)
+    frames: list[np.ndarray] = []
+    results: list[Prediction | None] = []
+    for path in files:
+        try:
+            frames.append(_frame(path, predictor.digit_style, max_pixels))
+            results.append(None)
+        except ImageInputError as exc:
+            results.append(Prediction(path, error=exc.problem))
+        except (OSError, MemoryError) as exc:  # e.g. an I/O error mid-read, an absurd image
+            results.append(Prediction(path, error=f"cannot be read ({type(exc).__name__}: "
+                                                  f"{exc})"))
+    probs = predictor.probabilities(np.stack(frames) if frames else np.zeros((0, 28, 28),
+                                                                             np.uint8))
+    out, j = [], 0
+    for path, res in zip(files, results, strict=True):
+        if res is None:
+            best = np.argsort(-probs[j], kind="stable")[:k]
+            res = Prediction(path, tuple((int(c), predictor.class_names[c], float(probs[j, c]))
+                                         for c in best), frame=frames[j])
+            j += 1
+        out.append(res)
+    return out
+
+
+def write_predictions_csv(predictions: list[Prediction], out: str | Path, top: int) -> None:
+    """CSV: file, prediction (class index), probability, then top-K (class, probability) pairs,
+    then error (empty for predicted files). Written atomically."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    pairs = [f"{name}{i}" for i in range(1, top + 1)
+             for name in ("class_", "probability_")]
+    writer.writerow(["file", "prediction", "probability", *pairs, "error"])
+    for p in predictions:
+        cells = [c for cls, _, prob in p.top for c in (cls, f"{prob:.6f}")]
+        cells += [""] * (2 * top - len(cells))
+        writer.writerow([str(p.path), "" if p.prediction is None else p.prediction,
+                         "" if p.probability is None else f"{p.probability:.6f}", *cells,
+                         p.error or ""])
+    atomic_write_text(Path(out), buf.getvalue())
+
+
+def save_seen_frames(predictions: list[Prediction], folder: str | Path) -> list[Path]:
+    """Write each predicted file's 28x28 8-bit input as `<n>-<stem>.png` (n keeps names unique)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{folder}: cannot create the --show folder ({exc.strerror})") from None
+    written = []
+    for i, p in enumerate(predictions, 1):
+        if p.frame is None:
+            continue
+        buf = io.BytesIO()
+        Image.fromarray(p.frame).save(buf, format="PNG")  # (28, 28) uint8 -> mode L
+        target = folder / f"{i:04d}-{p.path.stem}.png"
+        atomic_write_bytes(target, buf.getvalue())
+        written.append(target)
+    return written

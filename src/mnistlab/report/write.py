@@ -1,0 +1,273 @@
+"""The lab report, written from recorded runs: `write_report(targets, out_dir)`.
+
+Produces `out_dir/report.html` (one self-contained file) and `out_dir/report.md` with its PNGs
+beside it. Every number is read from the run directories (config.toml, history.csv,
+metrics.json, predictions.npz); damaged or unfinished runs are listed in the appendix, not used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from mnistlab import __version__
+from mnistlab.report.compare import EXPERIMENTS, Comparison, Group, compare, config_differences
+from mnistlab.errors import RunError
+from mnistlab.report.document import (
+    Block,
+    Bullets,
+    Code,
+    Heading,
+    Image,
+    Panel,
+    Para,
+    Table,
+    figure_png,
+    slug,
+)
+from mnistlab.report.sections import chosen_group, complexity_section, optimizer_section
+from mnistlab.report.findings import (
+    diagnose,
+    diagnostic_sentences,
+    experiment_paragraph,
+    experiment_tests,
+    pairs_text,
+    pooled_confused_pairs,
+)
+from mnistlab.runs.directory import RunInfo
+from mnistlab.atomic import atomic_write_text
+from mnistlab.report.stats import ALPHA, summarize
+
+__all__ = ["ReportResult", "build_report", "write_report"]
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    html: Path
+    markdown: Path
+    runs: int  # runs used
+    configurations: int
+    skipped: list[tuple[Path, str]]  # runs left out, with the reason
+
+
+def _run_png(info: RunInfo, name: str, draw) -> bytes:
+    """The figure the run recorded (so report and run agree), drawn from data if missing."""
+    try:
+        data = (info.path / name).read_bytes()
+        if data.startswith(PNG_MAGIC):
+            return data
+    except OSError:
+        pass
+    return figure_png(draw())
+
+
+def _loss_png(info: RunInfo) -> bytes:
+    from mnistlab.plots import curves_figure
+
+    return _run_png(info, "loss.png", lambda: curves_figure(
+        info.history, "loss", f"{info.name}: loss per epoch"))
+
+
+def _confusion_png(info: RunInfo) -> bytes:
+    from mnistlab.plots import confusion_figure
+
+    m = info.metrics
+    return _run_png(info, "confusion.png", lambda: confusion_figure(
+        m["confusion"], m["class_names"], f"{info.name}: test confusion matrix"))
+
+
+def _seed_list(g: Group, metric: str, fmt: str = ".4f") -> str:
+    return ", ".join(f"seed {s}: {v:{fmt}}" for s, v in zip(g.seeds, g.values(metric),
+                                                              strict=True))
+
+
+def _config_panel(g: Group) -> list[Block]:
+    rep = g.representative
+    t = g.config.get("training", {})
+    micro = g.summary("f1_micro").text() if all("f1_micro" in r.metrics for r in g.runs) else "-"
+    rows = [("runs (seeds)", f"{len(g.runs)} ({', '.join(map(str, g.seeds))})"),
+            ("test loss", g.summary("test_loss").text()),
+            ("test accuracy", g.summary("test_accuracy").text()),
+            ("macro-F1", g.summary("f1_macro").text()),
+            ("micro-F1 (= accuracy)", micro),
+            ("parameters", f"{int(rep.metrics['params']):,}"),
+            ("epochs, batch size", f"{len(rep.history['val_loss'])}, {t.get('batch_size', '-')}"),
+            ("best epoch (lowest val loss)", ", ".join(map(str, g.best_epochs))),
+            ("train time per run", ", ".join(f"{r.metrics.get('train_seconds', float('nan')):.1f} s"
+                                             for r in g.runs))]
+    if len(g.runs) > 1:
+        rows += [("accuracy per seed", _seed_list(g, "test_accuracy")),
+                 ("macro-F1 per seed", _seed_list(g, "f1_macro"))]
+    table = Table(("score", "value (mean ± sd [95% CI] over seeds)"), tuple(rows))
+    notes = [f"Figures and diagnostics: run {rep.name} (seed {rep.metrics['seed']})."]
+    notes += diagnostic_sentences(diagnose(rep))
+    base = slug(g.label)
+    images = (Image(f"{base}-loss.png", _loss_png(rep), f"{g.label}: training vs validation loss"),
+              Image(f"{base}-confusion.png", _confusion_png(rep), f"{g.label}: confusion matrix"))
+    return [Heading(3, g.label), Panel(images, table, tuple(notes))]
+
+
+def _tests_table(comp: Comparison) -> Table | None:
+    rows = []
+    for metric, name in (("test_accuracy", "accuracy"), ("f1_macro", "macro-F1")):
+        for a, b, t, p_adj in experiment_tests(comp, metric):
+            if t is None:
+                rows.append((name, a.label, b.label, "-", "cannot be tested", "-", "-", "-"))
+                continue
+            verdict = "significant" if p_adj < ALPHA else "within noise"
+            rows.append((name, a.label, b.label, f"{t.difference:+.4f}", f"{t.test} ({t.detail})",
+                         f"{t.p_value:.3g}", f"{p_adj:.3g}", verdict))
+    if not rows:
+        return None
+    return Table(("metric", "best", "other", "difference", "test", "p", "Holm p", "verdict"),
+                 tuple(rows), "Best configuration against each other one (5% level, "
+                              "Holm-adjusted over the comparisons of this table's metric).")
+
+
+def _experiment_section(number: str, exp_name: str, groups: list[Group]) -> list[Block]:
+    comp = Comparison(groups, config_differences(groups), [])
+    rows = []
+    for r in comp.rows():
+        rows.append((r["configuration"], r["differences"] or "-", str(r["runs"]),
+                     f"{r['params']:,}", str(r["epochs"]), r["test_loss"].text(),
+                     r["test_accuracy"].text(), r["f1_macro"].text(),
+                     ", ".join(map(str, r["best_epoch"])), f"{r['train_seconds']:.1f}"))
+    blocks: list[Block] = [
+        Heading(2, f"{number} {EXPERIMENTS[exp_name]}"),
+        Table(("configuration", "differs in", "runs", "params", "epochs", "test loss",
+               "accuracy", "macro-F1", "best epoch", "train s"), tuple(rows),
+              "Mean ± sd [95% t interval] over seeds; single runs show one value."),
+        Image(f"{exp_name}-validation-overlay.png", figure_png(comp.overlay_figure(
+            f"{EXPERIMENTS[exp_name]}: validation loss (mean, min-max over seeds)")),
+            "Validation loss of every configuration"),
+    ]
+    for g in groups:
+        blocks += _config_panel(g)
+    blocks.append(Heading(3, f"Comparison: {EXPERIMENTS[exp_name]}"))
+    tests = _tests_table(comp)
+    if tests is not None:
+        blocks.append(tests)
+    blocks.append(Para(experiment_paragraph(comp)))
+    return blocks
+
+
+def _fashion_section(groups: list[Group]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "4. Fashion-MNIST")]
+    if not groups:
+        return blocks + [Para("No Fashion-MNIST runs are in this report; run the suite "
+                              "`lab-final` (or the fashion/* presets) to include them.")]
+    g = chosen_group(groups)
+    names = g.representative.metrics["class_names"]
+    blocks.append(Para(f"Classes: {', '.join(f'{i} {n}' for i, n in enumerate(names))}. "
+                       f"Chosen configuration: {g.label} ({len(g.runs)} run(s)); test loss "
+                       f"{g.summary('test_loss').text()}, accuracy "
+                       f"{g.summary('test_accuracy').text()}, macro-F1 "
+                       f"{g.summary('f1_macro').text()}."))
+    rows = []
+    for c, name in enumerate(names):
+        per = [r.metrics["per_class"][c] for r in g.runs if len(r.metrics.get("per_class", [])) > c]
+        if not per:
+            continue
+        cells = [summarize([p[k] for p in per], bounds=(0, 1)).text(3)
+                 for k in ("precision", "recall", "f1")]
+        rows.append((name, *cells, str(per[0]["support"])))
+    rows.sort(key=lambda r: float(r[3].split()[0]))
+    blocks.append(Table(("class", "precision", "recall", "F1", "test images"), tuple(rows),
+                        f"{g.label}: per-class scores, hardest class first"))
+    blocks.append(Para(f"Most confused categories (true → predicted, summed over the "
+                       f"{len(g.runs)} run(s) of {g.label}): "
+                       f"{pairs_text(pooled_confused_pairs([g], 5))}. Over every Fashion-MNIST "
+                       f"configuration: {pairs_text(pooled_confused_pairs(groups, 5))}."))
+    panel = _config_panel(g)[1]
+    images = tuple(Image("fashion-chosen-" + i.filename, i.png, i.caption) for i in panel.images)
+    return blocks + [Panel(images, panel.table, panel.notes)]
+
+
+def _appendix(groups: list[Group], skipped: Sequence[tuple[Path, str]]) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "5. Appendix: runs")]
+    for g in groups:
+        for r in g.runs:
+            m = r.metrics
+            versions = ", ".join(f"{k} {v}" for k, v in (m.get("versions") or {}).items())
+            rows = (("configuration", g.label), ("path", str(r.path)), ("seed", str(m["seed"])),
+                    ("config digest", str(m.get("config_digest", "-"))),
+                    ("dataset", str(m.get("dataset", "-"))),
+                    ("validation", str(m.get("validation", "-"))),
+                    ("epochs", str(len(r.history["val_loss"]))),
+                    ("test loss, accuracy, macro-F1", f"{m['test_loss']:.4f}, "
+                     f"{m['test_accuracy']:.4f}, {m['f1_macro']:.4f}"),
+                    ("most confused", pairs_text(m.get("confused_pairs", [])[:5])),
+                    ("train seconds", f"{m.get('train_seconds', float('nan')):.2f}"),
+                    ("seconds per epoch (median)", f"{m.get('seconds_per_epoch') or 0:.2f}"),
+                    ("device, threads", f"{m.get('device', '-')}, {m.get('threads', '-')}"),
+                    ("finished", str(m.get("finished", "-"))), ("versions", versions))
+            try:
+                config_text = (r.path / "config.toml").read_text()
+            except OSError:
+                config_text = "(config.toml unreadable)"
+            blocks += [Heading(3, r.name), Table(("field", "value"), rows),
+                       Code(config_text, "resolved config.toml")]
+    if skipped:
+        blocks += [Heading(3, "Runs left out"),
+                   Table(("run", "why"), tuple((str(p), why) for p, why in skipped))]
+    return blocks
+
+
+def build_report(targets: Sequence[str | Path], runs_dir: str | Path | None = None,
+                 title: str = "mnistlab lab report") -> tuple[list[Block], Comparison]:
+    """The report's blocks and the comparison they were built from."""
+    comp = compare(targets, runs_dir)
+    if not comp.groups:
+        reasons = "; ".join(f"{p.name}: {why}" for p, why in comp.skipped[:3])
+        raise RunError(f"{', '.join(map(str, targets))}: no complete run to report on ({reasons})")
+    by_exp: dict[str, list[Group]] = {}
+    for name in EXPERIMENTS:
+        found = [g for g in comp.groups if g.experiment == name]
+        if found:
+            by_exp[name] = found
+    n_runs = sum(len(g.runs) for g in comp.groups)
+    blocks: list[Block] = [
+        Heading(1, title),
+        Para(f"Generated by mnistlab {__version__} on {time.strftime('%Y-%m-%d %H:%M')} from "
+             f"{n_runs} runs in {len(comp.groups)} configurations"
+             + (f" ({len(comp.skipped)} damaged or unfinished runs left out, see the appendix)"
+                if comp.skipped else "")
+             + ". Every number is read from the run directories; nothing is typed by hand."),
+        Bullets(("Q1 optimiser, arguments, cost function with equations: section 1.",
+                 "Q2 inputs, outputs, weights and biases per layer, totals: section 2.",
+                 "Q3 do deeper networks have more weights: section 2, last part.",
+                 "Q4 configurations per experiment with loss plots, test scores, confusion "
+                 "matrices, F-scores and comments: section 3.",
+                 "Q5 Fashion-MNIST with a CNN: section 4.")),
+    ]
+    blocks += optimizer_section(comp.groups)
+    blocks += complexity_section(by_exp)
+    for k, (name, groups) in enumerate(by_exp.items(), start=1):
+        blocks += _experiment_section(f"3.{k}", name, groups)
+    blocks += _fashion_section(by_exp.get("fashion", []))
+    blocks += _appendix(comp.groups, comp.skipped)
+    return blocks, comp
+
+
+def write_report(targets: Sequence[str | Path], out_dir: str | Path,
+                 runs_dir: str | Path | None = None, title: str = "mnistlab lab report"
+                 ) -> ReportResult:
+    """Write `out_dir/report.html` and `out_dir/report.md` (+ PNGs) from the given runs."""
+    from mnistlab.report.html import render_html
+    from mnistlab.report.markdown import render_markdown
+
+    blocks, comp = build_report(targets, runs_dir, title)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{out}: cannot create the report folder ({exc.strerror})") from None
+    md = render_markdown(blocks, out)
+    html_path = out / "report.html"
+    atomic_write_text(html_path, render_html(blocks, title))
+    return ReportResult(html_path, md, sum(len(g.runs) for g in comp.groups), len(comp.groups),
+                        list(comp.skipped))

@@ -1,0 +1,219 @@
+"""Run directories: the contract every other command reads.
+
+`runs/<timestamp>-<name>/` holds `status.json` (running / complete / failed / interrupted),
+`config.toml` (written first), `history.csv`, `metrics.json`, `predictions.npz`, `model.pt`,
+`summary.txt` and the plots. Every file is written to a temporary name, fsynced and renamed, so a
+reader sees either the old file or the new one, never half of one. A run directory is never reused.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnistlab.atomic import atomic_write_text
+from mnistlab.errors import RunError
+
+__all__ = ["runs_root", "create_run_dir", "write_json", "write_status", "read_status", "write_history", "read_history",
+           "RunInfo", "load_run", "list_runs", "safe_name", "resolve_run_dir"]
+
+STATUSES = ("running", "complete", "failed", "interrupted")
+
+
+def runs_root(runs_dir: str | Path | None = None) -> Path:
+    """`--runs-dir`, else env `MNISTLAB_RUNS`, else `./runs`."""
+    if runs_dir is not None:
+        return Path(runs_dir).expanduser()
+    return Path(os.environ.get("MNISTLAB_RUNS") or "runs").expanduser()
+
+
+def safe_name(name: str) -> str:
+    """A run name usable as one path component: no separators, no dot-dot, no odd characters."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
+    return slug[:80] or "run"
+
+
+def create_run_dir(root: Path, name: str) -> Path:
+    """Make a fresh `root/<timestamp>-<name>` (suffixing -2, -3... rather than reusing one)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{root}: cannot create the runs folder ({exc.strerror}); pass "
+                       "--runs-dir to a writable folder") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise RunError(f"{root}: runs folder is not writable; pass --runs-dir to a writable folder")
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{safe_name(name)}"
+    for i in range(1, 1000):
+        path = root / (stem if i == 1 else f"{stem}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunError(f"{path}: cannot create run directory ({exc.strerror})") from None
+    raise RunError(f"{root}: too many runs named {stem}")
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def write_status(run_dir: Path, status: str, **extra: Any) -> None:
+    assert status in STATUSES
+    payload = {"status": status, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), "pid": os.getpid(),
+               **extra}
+    write_json(run_dir / "status.json", payload)
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """Status of a run; an unreadable or missing status file reads as 'corrupt'."""
+    try:
+        data = json.loads((run_dir / "status.json").read_text())
+        if data.get("status") not in STATUSES:
+            raise ValueError
+        return data
+    except (OSError, ValueError, AttributeError):
+        return {"status": "corrupt", "detail": "status.json missing or unreadable"}
+
+
+def write_history(path: Path, history: dict[str, list[float]]) -> None:
+    keys = list(history)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for i in range(len(history[keys[0]]) if keys else 0):
+        writer.writerow([i + 1, *(repr(float(history[k][i])) for k in keys)])
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_history(path: Path) -> dict[str, list[float]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    keys = [k for k in (rows[0].keys() if rows else []) if k != "epoch"]
+    return {k: [float(r[k]) for r in rows] for k in keys}
+
+
+@dataclass
+class RunInfo:
+    """What listing, comparing and reporting need from a run; problems are recorded, not raised."""
+
+    path: Path
+    status: str
+    config: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    history: dict[str, list[float]] | None
+    problems: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+
+def resolve_run_dir(run: str | Path, runs_dir: str | Path | None = None) -> Path:
+    """A run given as a directory path, or as a plain name inside the runs folder.
+
+    A name is looked up only as one path component (no separators, no leading dots), so a
+    run name cannot point outside the runs folder.
+    """
+    text = str(run)
+    path = Path(text).expanduser()
+    if text and path.is_dir():
+        return path
+    root = runs_root(runs_dir)
+    if text and safe_name(text) == text and (root / text).is_dir():
+        return root / text
+    raise RunError(f"{run}: no such run directory (not a folder, and no run of that name in "
+                   f"{root}); list runs with `mnistlab runs`")
+
+
+def _zip_problem(path: Path) -> str | None:
+    """torch.save and np.savez write zip files: a truncated one has lost its central directory
+    (at the end), so opening the directory catches truncation without reading the data."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.namelist()
+    except FileNotFoundError:
+        return f"{path.name}: missing"
+    except (OSError, zipfile.BadZipFile, ValueError, EOFError) as exc:
+        return f"{path.name}: unreadable ({type(exc).__name__})"
+    return None
+
+
+def _process_gone(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def load_run(path: str | Path) -> RunInfo:
+    """Read a run directory without ever raising on damaged content."""
+    import tomllib
+
+    path = Path(path)
+    if not path.is_dir():
+        raise RunError(f"{path}: not a run directory")
+    problems: list[str] = []
+    status = read_status(path)
+    config = metrics = history = None
+    try:
+        config = tomllib.loads((path / "config.toml").read_text())
+    except (OSError, ValueError) as exc:
+        problems.append(f"config.toml: {type(exc).__name__}")
+    if config is not None and not all(isinstance(v, dict) for k, v in config.items()
+                                      if k != "description"):
+        problems.append("config.toml: not a table of sections")
+        config = None
+    if status["status"] == "complete":
+        try:
+            metrics = json.loads((path / "metrics.json").read_text())
+        except (OSError, ValueError) as exc:
+            problems.append(f"metrics.json: {type(exc).__name__}")
+        if metrics is not None and not (isinstance(metrics, dict) and isinstance(
+                metrics.get("test_accuracy"), int | float)):
+            problems.append("metrics.json: no test_accuracy")
+            metrics = None
+        problems += [p for p in (_zip_problem(path / "model.pt"),
+                                 _zip_problem(path / "predictions.npz")) if p]
+    elif (path / "checkpoint.pt").exists():
+        problems += [p for p in (_zip_problem(path / "checkpoint.pt"),) if p]
+    if status["status"] == "running" and _process_gone(status.get("pid")):
+        problems.append(f"process {status['pid']} is gone (killed?); `mnistlab resume` "
+                        "continues from the last checkpoint")
+    try:
+        if (path / "history.csv").exists():
+            history = read_history(path / "history.csv")
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
+        problems.append(f"history.csv: {type(exc).__name__}")
+    if status["status"] == "corrupt":
+        problems.insert(0, status["detail"])
+    state = status["status"]
+    if state == "complete" and problems:
+        state = "corrupt"
+    return RunInfo(path, state, config, metrics, history, problems)
+
+
+def list_runs(root: Path) -> list[RunInfo]:
+    """Every run directory under `root`, oldest first."""
+    if not root.is_dir():
+        return []
+    try:
+        children = sorted(root.iterdir())
+    except OSError as exc:
+        raise RunError(f"{root}: cannot list the runs folder ({exc.strerror})") from None
+    return [load_run(child) for child in children
+            if child.is_dir() and not child.name.startswith(".")]

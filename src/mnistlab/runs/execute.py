@@ -1,0 +1,274 @@
+"""One experiment end to end: data -> features -> model -> training -> a complete run directory.
+
+Everything that can be checked is checked before the run directory exists (config, data,
+features), so bad input never leaves a half-written run behind. After each epoch a checkpoint is
+written; `resume_run` continues from it with the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from mnistlab import __version__
+from mnistlab.atomic import atomic_write_bytes, atomic_write_text
+from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
+from mnistlab.config.sections import Experiment
+from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
+from mnistlab.data.registry import DatasetSpec
+from mnistlab.errors import RunError, RunInterrupted, TrainingError
+from mnistlab.fast.switch import fast_enabled, plan_for
+from mnistlab.features.extract import extract_features
+from mnistlab.nn.build import build_model
+from mnistlab.nn.optim import make_optimizer
+from mnistlab.nn.summary import count_parameters, summary_text
+from mnistlab.runs.directory import (
+    create_run_dir,
+    read_status,
+    runs_root,
+    write_history,
+    write_json,
+    write_status,
+)
+from mnistlab.runs.metrics import classification_scores
+from mnistlab.training.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from mnistlab.training.device import resolve_device, set_threads
+from mnistlab.training.interrupt import StopTraining, stop_on_interrupt
+from mnistlab.training.loop import History, evaluate, fit
+
+__all__ = ["Reporter", "RunResult", "prepare_data", "run_experiment", "resume_run"]
+
+
+class Reporter(Protocol):
+    """What a progress display receives (the CLI passes a rich one; the library none)."""
+
+    def start(self, name: str, epochs: int, first_epoch: int) -> None: ...
+    def batch(self, done: int, total: int) -> None: ...
+    def epoch(self, epoch: int, logs: dict[str, float]) -> None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    history: dict[str, list[float]]
+
+
+def prepare_data(exp: Experiment, data_dir: str | Path | None = None
+                 ) -> tuple[Splits, DatasetSpec]:
+    """Load the dataset, extract features (cached for HOG) and hold out validation data."""
+    ds = load_dataset(exp.data.dataset, data_dir)
+    n_train, n_test = exp.data.train_samples or None, exp.data.test_samples or None
+    sha = ds.spec.sha256
+    x_train = extract_features(exp.features, ds.train_images[:n_train],
+                               f"{sha['train-images']}[:{n_train}]", cache_dir())
+    x_test = extract_features(exp.features, ds.test_images[:n_test],
+                              f"{sha['test-images']}[:{n_test}]", cache_dir())
+    splits = make_splits(x_train, ds.train_labels[:n_train], x_test, ds.test_labels[:n_test],
+                         exp.data.validation, exp.training.seed)
+    return splits, ds.spec
+
+
+def _tensors(splits: Splits, device: torch.device):
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    return ((t(splits.x_train), t(splits.y_train)), (t(splits.x_val), t(splits.y_val)),
+            (t(splits.x_test), t(splits.y_test)))
+
+
+def _versions() -> dict[str, str]:
+    import sklearn
+
+    return {"mnistlab": __version__, "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__,
+            "scikit-learn": sklearn.__version__,
+            "platform": platform.platform()}
+
+
+def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
+                   data_dir: str | Path | None = None, reporter: Reporter | None = None
+                   ) -> RunResult:
+    """Train `exp` into a new run directory and return its metrics.
+
+    The run's config.toml records `training.fast` as it applies (false when `MNISTLAB_FAST=0`
+    switched the speed-ups off), and metrics.json lists what they changed.
+    """
+    exp = dataclasses.replace(exp, training=dataclasses.replace(
+        exp.training, fast=fast_enabled(exp.training)))
+    splits, spec = prepare_data(exp, data_dir)  # DataError here: no run directory yet
+    device = resolve_device(exp.training.device)
+    run_dir = create_run_dir(runs_root(runs_dir), exp.output.name or "run")
+    in_shape = tuple(splits.x_train.shape[1:])
+    n_classes = len(spec.class_names)
+    try:
+        write_status(run_dir, "running")
+        atomic_write_text(run_dir / "config.toml", to_toml(exp))
+        atomic_write_text(run_dir / "summary.txt",
+                          summary_text(exp.model, in_shape, n_classes, title=exp.output.name))
+    except RunError:  # disk full or folder gone: leave no half-made run behind
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    return _train_into(run_dir, exp, splits, spec, device, None, reporter)
+
+
+def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
+               reporter: Reporter | None = None) -> RunResult:
+    """Continue an interrupted (or failed-by-crash) run from its last checkpoint."""
+    import tomllib
+
+    run_dir = Path(run_dir)
+    status = read_status(run_dir)["status"]
+    if status == "complete":
+        raise RunError(f"{run_dir}: run is already complete; nothing to resume")
+    try:
+        raw = tomllib.loads((run_dir / "config.toml").read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{run_dir}/config.toml: unreadable ({exc}); cannot resume") from None
+    exp = experiment_from_dict(raw, str(run_dir / "config.toml"))
+    checkpoint = None
+    if (run_dir / "checkpoint.pt").exists():
+        checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+        if checkpoint.get("config_digest") != config_digest(exp):
+            raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
+    splits, spec = prepare_data(exp, data_dir)
+    device = resolve_device(exp.training.device)
+    write_status(run_dir, "running", resumed=True)
+    return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter)
+
+
+def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
+                device: torch.device, checkpoint: dict | None, reporter: Reporter | None
+                ) -> RunResult:
+    threads = set_threads(exp.training.threads)
+    in_shape = tuple(splits.x_train.shape[1:])
+    n_classes = len(spec.class_names)
+    digest = config_digest(exp)
+    stock = build_model(exp.model, in_shape, n_classes, seed=exp.training.seed).to(device)
+    plan = plan_for(stock, exp.training, exp.model, device, getattr(reporter, "note", None))
+    model = plan.model  # shares the stock model's parameters; state-dict names are the same
+    optimizer = make_optimizer(model.parameters(), exp.optimizer)
+    history = History()
+    position = None
+    if checkpoint is not None:
+        position = restore_checkpoint(checkpoint, model, optimizer, history)
+    train, val, test = _tensors(splits, device)
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest)
+        write_history(run_dir / "history.csv", history.as_dict())
+        if reporter:
+            reporter.epoch(epoch, logs)
+
+    if reporter:
+        reporter.start(exp.output.name, exp.training.epochs, len(history))
+    try:
+        with stop_on_interrupt() as stop_requested:  # still armed while the stop is saved
+            try:
+                fit(model, optimizer, train, val, exp.training, history, on_epoch,
+                    reporter.batch if reporter else None, position, stop_requested, plan)
+            except StopTraining as stop:
+                # First Ctrl-C, at a batch boundary: save the exact mid-epoch state (the
+                # per-epoch checkpoint already holds an epoch boundary).
+                pos = stop.position
+                if pos is not None:
+                    save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history,
+                                    digest, pos)
+                    write_history(run_dir / "history.csv", history.as_dict())
+                where = f"epoch {len(history)}" + (f" + {pos.batch} batches" if pos else "")
+                write_status(run_dir, "interrupted", epochs_done=len(history),
+                             batches_done=pos.batch if pos else 0)
+                raise RunInterrupted(f"interrupted after {where}; checkpoint saved. Continue "
+                                     f"with: mnistlab resume {run_dir}", run_dir) from None
+    except TrainingError as exc:
+        write_history(run_dir / "history.csv", history.as_dict())
+        write_status(run_dir, "failed", error=str(exc), epochs_done=len(history))
+        raise
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        # Second Ctrl-C (or one outside the loop): the last epoch checkpoint stays valid.
+        write_status(run_dir, "interrupted", epochs_done=len(history))
+        raise
+    except RunError as exc:  # e.g. disk full while checkpointing
+        _mark_failed(run_dir, exc, len(history))
+        raise
+    finally:
+        if reporter:
+            reporter.stop()
+    result = evaluate(model, *test, batch_size=plan.eval_batch_size)
+    metrics = _metrics(exp, spec, splits, result, history, in_shape, device, threads)
+    metrics["fast"] = list(plan.applied)
+    try:
+        _write_outputs(run_dir, exp, spec, splits, result, history, model, metrics)
+    except RunError as exc:  # the last checkpoint is intact: `resume` writes these again
+        _mark_failed(run_dir, exc, len(history))
+        raise
+    write_status(run_dir, "complete", epochs_done=len(history))
+    return RunResult(run_dir, metrics, history.as_dict())
+
+
+def _mark_failed(run_dir: Path, exc: Exception, epochs_done: int) -> None:
+    """Record a failure in status.json if the disk still lets us (it may be the full one)."""
+    with contextlib.suppress(RunError):
+        write_status(run_dir, "failed", error=str(exc), epochs_done=epochs_done)
+
+
+def _metrics(exp, spec, splits, result, history: History, in_shape, device, threads) -> dict:
+    scores = classification_scores(splits.y_test, result.predictions, spec.class_names)
+    val_loss = history.val_loss
+    return {
+        "test_loss": result.loss,
+        "test_accuracy": result.accuracy,
+        **{k: v for k, v in scores.items() if k != "accuracy"},
+        "params": count_parameters(exp.model, in_shape, len(spec.class_names)),
+        "input_shape": list(in_shape),
+        "epochs": len(history),
+        "best_epoch": int(np.argmin(val_loss)) + 1 if val_loss else None,
+        "validation": "test" if splits.validation_is_test else exp.data.validation,
+        "train_seconds": float(sum(history.seconds)),
+        "seconds_per_epoch": float(np.median(history.seconds)) if history.seconds else None,
+        "seed": exp.training.seed,
+        "config_digest": config_digest(exp),
+        "dataset": spec.name,
+        "class_names": list(spec.class_names),
+        "device": str(device),
+        "threads": threads,
+        "versions": _versions(),
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def _write_outputs(run_dir, exp, spec, splits, result, history: History, model, metrics) -> None:
+    write_history(run_dir / "history.csv", history.as_dict())
+    buf = io.BytesIO()
+    np.savez_compressed(buf, y_true=splits.y_test, y_pred=result.predictions,
+                        probabilities=result.probabilities.astype(np.float32))
+    atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
+    buf = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
+    atomic_write_bytes(run_dir / "model.pt", buf.getvalue())
+    write_json(run_dir / "metrics.json", metrics)
+    if exp.output.plots:
+        from mnistlab.plots import confusion_figure, curves_figure, save_figure
+
+        name = exp.output.name
+        h = history.as_dict()
+        save_figure(curves_figure(h, "loss", f"{name}: loss per epoch"), run_dir / "loss.png")
+        save_figure(curves_figure(h, "accuracy", f"{name}: accuracy per epoch"),
+                    run_dir / "accuracy.png")
+        save_figure(confusion_figure(metrics["confusion"], spec.class_names,
+                                     f"{name}: test confusion matrix "
+                                     f"(acc {metrics['test_accuracy']:.4f})"),
+                    run_dir / "confusion.png")

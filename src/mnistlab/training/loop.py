@@ -1,0 +1,187 @@
+"""The training loop, with Keras's `fit` semantics where the lab's curves depend on them.
+
+Per epoch Keras logs `loss`/`accuracy` as the running mean over the epoch's batches, with dropout
+active, weighted by batch size (so the last, smaller batch counts for what it holds), and
+`val_loss`/`val_accuracy` as a full evaluation after the epoch. That is why a dropout network's
+validation curve can sit below its training curve. We log the same, plus seconds per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.config.sections import TrainingConfig
+from mnistlab.errors import TrainingError
+from mnistlab.training.interrupt import EpochPosition, StopTraining
+from mnistlab.training.steps import (
+    EVAL_BATCH_SIZE,
+    BatchStep,
+    TrainingPlan,
+    autograd_step,
+    stock_plan,
+)
+
+__all__ = ["History", "EvalResult", "HISTORY_KEYS", "train_one_epoch", "evaluate", "fit",
+           "epoch_generator"]
+
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+
+
+@dataclass
+class History:
+    """Per-epoch logs, one list per key, as Keras's `History.history` plus `seconds`."""
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def append(self, logs: dict[str, float]) -> None:
+        for key in HISTORY_KEYS:
+            getattr(self, key).append(float(logs[key]))
+
+    def as_dict(self) -> dict[str, list[float]]:
+        return {key: list(getattr(self, key)) for key in HISTORY_KEYS}
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float
+    probabilities: np.ndarray  # (N, classes) softmax outputs
+    predictions: np.ndarray  # (N,) argmax
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Shuffling order depends only on (seed, epoch), so a resumed run shuffles identically."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) % (2**63))
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    order: torch.Tensor | None,
+    on_batch: Callable[[int, int], None] | None = None,
+    start: EpochPosition | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    step: BatchStep | None = None,
+) -> tuple[float, float]:
+    """One pass over (x, y) in `order` -> (mean loss, accuracy), weighted by batch size.
+
+    `step` computes one batch's gradients (default: autograd on `model`). `start` continues a
+    stopped epoch at its next batch with its sums; when `should_stop()` turns true between two
+    batches, StopTraining carries the position to save (its `epoch` and `seconds` are filled in
+    by `fit`).
+    """
+    step = step or autograd_step(model)
+    model.train()
+    n = len(x)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=y.device)
+    correct = torch.zeros((), dtype=torch.int64, device=y.device)
+    first = 0
+    if start is not None:
+        loss_sum += start.loss_sum
+        correct += start.correct
+        first = start.batch
+    n_batches = math.ceil(n / batch_size)
+    for b in range(first, n_batches):
+        if order is None:
+            xb, yb = x[b * batch_size:(b + 1) * batch_size], y[b * batch_size:(b + 1) * batch_size]
+        else:
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # 2x faster than x[idx]
+        optimizer.zero_grad(set_to_none=True)
+        batch_loss_sum, batch_correct = step(xb, yb)
+        optimizer.step()
+        loss_sum += batch_loss_sum
+        correct += batch_correct
+        if on_batch is not None:
+            on_batch(b + 1, n_batches)
+        if should_stop is not None and b + 1 < n_batches and should_stop():
+            raise StopTraining(EpochPosition(-1, b + 1, float(loss_sum), int(correct), 0.0))
+    return float(loss_sum) / n, int(correct) / n
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+             batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
+    """Loss and accuracy over a whole set, without autograd, in large batches."""
+    model.eval()
+    loss_sum, probs = 0.0, []
+    for start in range(0, len(x), batch_size):
+        logits = model(x[start:start + batch_size])
+        yb = y[start:start + batch_size]
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        probs.append(torch.softmax(logits, dim=1).cpu())
+    p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
+    pred = p.argmax(1) if len(p) else np.zeros(0, np.int64)
+    acc = float((pred == y.cpu().numpy()).mean()) if len(p) else float("nan")
+    return EvalResult(loss_sum / max(len(x), 1), acc, p, pred)
+
+
+def fit(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainingConfig,
+    history: History | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+    position: EpochPosition | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    plan: TrainingPlan | None = None,
+) -> History:
+    """Train from `len(history)` (and `position` within that epoch) up to `cfg.epochs`.
+
+    `plan` says how `model`'s batches are computed (default: `steps.stock_plan`; `mnistlab.fast`
+    makes faster ones); the optimiser steps once per `cfg.batch_size` batch either way.
+
+    Raises TrainingError when the loss is NaN, and StopTraining when `should_stop()` turns true
+    (checked between batches and after each epoch's callback).
+    """
+    plan = plan or stock_plan(model, cfg)
+    history = history if history is not None else History()
+    x, y = plan.train_input(train[0]), train[1]
+    with plan.settings():
+        for epoch in range(len(history), cfg.epochs):
+            pos = position if position is not None and position.epoch == epoch else None
+            start = time.perf_counter() - (pos.seconds if pos else 0.0)
+            order = (torch.randperm(len(x), generator=epoch_generator(cfg.seed, epoch))
+                     .to(y.device) if cfg.shuffle else None)
+            try:
+                loss, acc = train_one_epoch(model, optimizer, x, y, cfg.batch_size, order,
+                                            on_batch, pos, should_stop, plan.step)
+            except StopTraining as stop:
+                p = stop.position
+                raise StopTraining(EpochPosition(epoch, p.batch, p.loss_sum, p.correct,
+                                                 time.perf_counter() - start)) from None
+            if not math.isfinite(loss):
+                raise TrainingError(
+                    f"training loss became {loss} in epoch {epoch + 1}; the run diverged. Try a "
+                    "smaller optimizer.learning_rate (e.g. 1e-4) or set optimizer.clipnorm = 1.0"
+                )
+            result = evaluate(model, *val, batch_size=plan.eval_batch_size)
+            logs = {"loss": loss, "accuracy": acc, "val_loss": result.loss,
+                    "val_accuracy": result.accuracy, "seconds": time.perf_counter() - start}
+            history.append(logs)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs)
+            if should_stop is not None and epoch + 1 < cfg.epochs and should_stop():
+                raise StopTraining(None)
+    return history
