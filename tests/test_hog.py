@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +27,6 @@ from mnistlab.features.hog import (
 skimage_feature = pytest.importorskip("skimage.feature")
 skimage_draw = pytest.importorskip("skimage.draw")
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 ATOL = 1e-6
 
@@ -165,7 +165,7 @@ def _idx_images(path: Path, count: int) -> np.ndarray:
 @pytest.mark.parametrize("pixels, orientations", [(4, 8), (7, 8), (7, 16), (4, 16), (8, 9)])
 def test_matches_skimage_on_real_images(dataset, pixels, orientations):
     """The lab's settings on 100 real images, as the pipeline feeds them (float32 / 255)."""
-    path = DATA / dataset / "train-images-idx3-ubyte.gz"
+    path = SHARED_DATA / dataset / "train-images-idx3-ubyte.gz"
     if not path.is_file():
         pytest.skip(f"{path} not present")
     images = _idx_images(path, 100).astype(np.float32) / np.float32(255)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
@@ -26,7 +27,7 @@ from mnistlab.predict.imageprep import (
     to_mnist_frame,
 )
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+MNIST_DIR = SHARED_DATA / "mnist"
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
 from mnistlab import load_experiment
@@ -23,7 +24,6 @@ from mnistlab.runs.execute import run_experiment
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_digits import available_fonts, paste_mnist_digits, render_font_digits  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 
 RUNS = {  # name -> (preset, overrides): small, quick, but trained enough to mean something

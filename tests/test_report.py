@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 from PIL import Image
 
 from mnistlab.commands.main import main
@@ -17,7 +18,6 @@ from mnistlab.report.findings import diagnose, diagnostic_sentences
 from mnistlab.report.write import write_report
 from mnistlab.runs.directory import RunInfo, list_runs
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 QUICK = ["data.train_samples=500", "data.test_samples=300", "training.epochs=2"]
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_DATA
 
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
@@ -23,7 +24,6 @@ from mnistlab.errors import ConfigError, RunError, RunInterrupted
 from mnistlab.runs.directory import list_runs, load_run, read_history, resolve_run_dir
 from mnistlab.runs.execute import resume_run, run_experiment
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TIMING_KEYS = {"train_seconds", "seconds_per_epoch", "finished"}
 
 

@@ -39,8 +39,8 @@ def flush_denormals() -> Iterator[None]:
     """Flush float32 values below 1.2e-38 to zero while training, as TensorFlow's CPU threads do.
 
     Why: values that decay into the denormal range (e.g. RMSprop velocities of weights whose
-    gradient stays zero) are computed ~100x slower by the CPU; they made hog/final epochs 1.5x
-    slower (0.23 -> 0.34 s). Nothing the lab measures depends on numbers that small.
+    gradient stays zero) are computed many times slower by the CPU, and slowed MLP epochs
+    noticeably (benchmarks/RESULTS.md). Nothing the lab measures depends on numbers that small.
     """
     before = flushing_denormals()
     torch.set_flush_denormal(True)
@@ -62,9 +62,9 @@ def keep_freed_memory() -> bool:
     """Let glibc serve blocks up to 32 MB from its heap and keep up to 1 GB of freed memory.
 
     Why: by default every block above ~128 KB (a batch's activations, its gradients) is a fresh
-    mmap, and the first touch of each of its pages is a page fault; in a VM these faults made
-    CNN chunks ~1.5x slower and MLP epochs ~1.1x slower (same process, same data, measured with
-    MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_ in benchmarks/RESULTS.md). Freed blocks are
+    mmap, and the first touch of each of its pages is a page fault; in a VM these faults slowed
+    CNN chunks and MLP epochs (measured with MALLOC_MMAP_THRESHOLD_/MALLOC_TRIM_THRESHOLD_,
+    benchmarks/RESULTS.md). Freed blocks are
     now reused at once. Returns whether the setting is in place (False off glibc, e.g. macOS).
     Applied once per process; the environment variables, when set, take precedence.
     """
@@ -88,8 +88,8 @@ class CoreShare:
     """Splits this machine's cores between the mnistlab trainers running on it.
 
     Why: each trainer asks for every core by default (`training.threads = 0`); two of them on
-    two cores then run four busy threads, and each waits on the other's (an epoch went from
-    ~24 s to 158 s). Every trainer registers a file named by its PID in a shared folder; every
+    two cores then run four busy threads, and each waits on the other's threads (several times
+    slower epochs, benchmarks/RESULTS.md). Every trainer registers a file named by its PID in a shared folder; every
     half second of training it counts the live ones and takes cores // count threads, all of
     them again once it is alone. A trainer given `threads` explicitly keeps them.
     """

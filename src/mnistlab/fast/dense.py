@@ -1,8 +1,8 @@
-"""Keras's Dense layer with its products on oneDNN (mnistlab.gemm), as drop-in `nn.Linear`s.
+"""Keras's Dense layer with its products on oneDNN (fast.gemm), as drop-in `nn.Linear`s.
 
 Why: a Dense layer's three products (forward, input gradient, weight gradient) are most of an
-MLP's and of fashion/final's arithmetic, and oneDNN runs them 2x faster than PyTorch's default
-(MKL) on AMD CPUs. The parameters, their names and initialisation stay those of `nn.Linear`, so
+MLP's and of fashion/final's arithmetic, and oneDNN runs them faster than PyTorch's default
+(MKL) on AMD CPUs (benchmarks/bench_gemm.py). The parameters, their names and initialisation stay those of `nn.Linear`, so
 saved runs load either way.
 """
 
@@ -34,7 +34,7 @@ class _DenseProduct(torch.autograd.Function):
 class Dense(nn.Linear):
     """Keras's Dense kernel as an `nn.Linear` (same parameters and state-dict names) whose
     products run on oneDNN's AVX-512 kernels where PyTorch would take MKL's AVX2 ones
-    (2x faster on AMD CPUs; see mnistlab.gemm)."""
+    (see fast.gemm)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.bias is not None and gemm.fits(x, self.weight):

@@ -2,8 +2,8 @@
 
 Why: on one input channel oneDNN's convolution reorders its blocked output back to PyTorch's
 layout (a full extra pass, seen in ONEDNN_VERBOSE) and leaves ReLU and pooling to separate passes;
-the pooling's gradient takes several more. Forward + backward, the stock modules take 44-86 us
-per image here, the fused layer 4 (3x3) to 8 (5x5) us (benchmarks/bench_fused_conv.py). The
+the pooling's gradient takes several more (benchmarks/bench_fused_conv.py measures the fused
+layer against the stock modules; figures in benchmarks/RESULTS.md). The
 lab's first layers (fashion/final's 3x3 -> 9, cnn/final's 5x5 -> 9) have only k x k x C
 weights, so one pass over each image can compute the convolution row pair by row pair in
 registers, pool it, and write just the pooled map (channels-last for a next convolution, planar

@@ -1,10 +1,10 @@
 """Float32 matrix products through oneDNN (shipped inside PyTorch's CPU build) instead of MKL.
 
 Why: PyTorch sends a float32 `addmm`/`mm` on the CPU to MKL, and MKL runs its AVX2 kernels on AMD
-processors even where they have AVX-512. oneDNN chooses its kernels by instruction set alone. On
-the 2-core AMD Zen 5 development machine, for the lab's Dense layers (784 -> 250 at batch 4096,
-392 -> 200 at 512, 1764 -> 100 at 2048), MKL reaches 128-194 GFLOP/s and oneDNN 325-440, for the
-forward product and both gradient products alike (benchmarks/bench_gemm.py, RESULTS.md). The
+processors even where they have AVX-512. oneDNN chooses its kernels by instruction set alone,
+and on the AMD development machine reaches about twice MKL's GFLOP/s on the lab's Dense layers,
+for the forward product and both gradient products alike (benchmarks/bench_gemm.py; figures in
+benchmarks/RESULTS.md). The
 products are the same float32 sums; only the order of the additions, and the last bits, differ.
 
 The kernel is PyTorch's private `torch.ops.mkldnn._linear_pointwise` (the one `torch.compile`

@@ -1,8 +1,8 @@
 """2x2 max pooling (stride 2, 'valid') written with four strided views, optionally fused with the
 ReLU in front of it.
 
-Why: PyTorch's CPU max-pool kernel took a quarter of a fashion/final training pass (torch
-profiler: 2.8 ms per 256-image chunk, more than the convolution). Three elementwise maxima over
+Why: PyTorch's CPU max-pool kernel took more of a fashion/final training pass than the
+convolution (torch profiler, benchmarks/RESULTS.md). Three elementwise maxima over
 the four corners of each window do the same in a fraction of the time, and a ReLU before the pool
 commutes with the max (relu(max(a, b, c, d)) = max(relu(a), ..., relu(d))), so it runs on a
 quarter of the values.
@@ -34,7 +34,7 @@ def _corners(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _u8(mask: torch.Tensor) -> torch.Tensor:
-    """Bool -> uint8 view: multiplying by it is ~5x faster than masked_fill/where on CPU."""
+    """Bool -> uint8 view: multiplying by it is cheaper than masked_fill/where on the CPU."""
     return mask.view(torch.uint8)
 
 

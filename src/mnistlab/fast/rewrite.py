@@ -104,6 +104,11 @@ def _planar_flatten(modules: list[nn.Module]) -> list[nn.Module]:
 
 def rewrite_for_cpu(model: nn.Sequential) -> nn.Sequential:
     """A new Sequential computing `model`'s function faster on the CPU, sharing its parameters
-    (`model` itself is left as it is)."""
-    modules = [_channels_last_conv(_dense(m)) for m in model]
-    return nn.Sequential(*_planar_flatten(_fuse_first_layers(_fast_pools(modules))))
+    (`model` itself is left as it is).
+
+    Building the new modules initialises throwaway weights from torch's global generator; the
+    generator is restored afterwards, so dropout masks are the same with fast on or off.
+    """
+    with torch.random.fork_rng(devices=[]):
+        modules = [_channels_last_conv(_dense(m)) for m in model]
+        return nn.Sequential(*_planar_flatten(_fuse_first_layers(_fast_pools(modules))))

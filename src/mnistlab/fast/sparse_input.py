@@ -27,17 +27,16 @@ from mnistlab.fast import gemm
 __all__ = ["SplitPlan", "SplitMatrix", "SplitBatch", "SplitLinear", "plan_split",
            "split_training_input", "forward_input", "split_autograd_step"]
 
-# Cost model, in "dense columns per row": one core column costs 1 per row of the batch (~6.9 ns
-# with 250 units on the development machine). Fitted there (benchmarks/RESULTS.md) from the
+# Cost model, in "dense columns per row": one core column costs 1 per row of the batch. Fitted
+# on the development machine (benchmarks/RESULTS.md) from the
 # first layer's forward + weight gradient at batch 128, 512 and 4096, raw and HOG inputs:
 # - each non-zero of the sparse rest costs ~26 columns (row gather, sparse product, sparse
 #   gradient);
 # - each batch costs ~144 x D / B columns per row, work that touches every weight once or
 #   twice (gathering the core and rest columns of W, scattering the gradient back) plus the
 #   sparse calls' set-up. That is why small batches stay dense.
-# Fitted with MKL's dense products. With oneDNN's (mnistlab.gemm) the split chosen for raw/final
-# (416 + 368 columns) still pays: 0.209 s against 0.230 s per epoch on dense input, median of 7
-# rounds (benchmarks/epoch_vs_keras.py --variants, benchmarks/RESULTS.md).
+# Fitted with MKL's dense products; with oneDNN's (fast.gemm) the split chosen for raw/final
+# still pays (benchmarks/epoch_vs_keras.py --variants dense-input, benchmarks/RESULTS.md).
 SPARSE_NONZERO_COST = 26.0
 BATCH_WEIGHT_COST = 144.0
 MIN_SAVING = 0.2  # use the split only when it saves at least this share of the dense work

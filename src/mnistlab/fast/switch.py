@@ -71,7 +71,7 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
     """The fast plan for training stock `model` (described by `model_cfg`) on `device`.
 
     Off the CPU the stock plan is returned: every speed-up here is for the CPU. `note(text)`,
-    if given, hears about a one-time kernel build before it starts (~40 s).
+    if given, hears about a one-time kernel build before it starts (once per machine and version).
     """
     if torch.device(device).type != "cpu":
         return stock_plan(model, cfg)
@@ -79,7 +79,7 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
     applied = _rewrites(fast_model)
     if uses_native_kernels(fast_model):
         if note is not None and not kernel_is_built():
-            note("compiling mnistlab's CPU kernels for this machine (once, ~40 s)")
+            note("compiling mnistlab's CPU kernels for this machine (once per machine, up to a minute)")
         native_kernel()  # build now rather than stall the first epoch's progress bar
     chunk = cfg.chunk_size or preferred_chunk_size(fast_model, model_cfg)
     if chunk:

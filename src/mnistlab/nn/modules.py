@@ -26,9 +26,10 @@ class KerasDropout(nn.Module):
     mask from torch's global generator (so `torch.manual_seed` and a checkpoint's saved torch RNG
     state still fix every mask). When rate x 256 is a whole number (0.5, 0.25, ...) one random
     byte per unit decides exactly (keep iff byte >= rate x 256); otherwise 32 bits do (keep
-    probability within 2^-32 of 1 - rate, finer than a float32 uniform's 2^-24 steps). Why: the
-    mask cost 30% of a raw/final epoch with `bernoulli_` and 14% of a hog/final epoch with
-    torch's per-element generator; 64 random bits per draw from SFC64 cut that ~8x.
+    probability within 2^-32 of 1 - rate, finer than a float32 uniform's 2^-24 steps). Why: masks
+    drawn with `bernoulli_` or torch's per-element generator were a sizeable share of an MLP
+    epoch; 64 random bits per draw from SFC64 cost a fraction of that (benchmarks/RESULTS.md).
+    Both speed settings draw these same masks, so a run is reproducible with fast on or off.
     """
 
     def __init__(self, rate: float):
