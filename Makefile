@@ -9,7 +9,7 @@ RUN_ARGS ?=
 # The datasets beside this checkout (../shared/data), unless the user points elsewhere.
 export MNISTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
 
-.PHONY: run test lint bench clean venv dev
+.PHONY: run test test-fast lint bench clean venv dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the tests marked slow (real processes, Dask, real-data runs).
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -116,6 +116,7 @@ def test_private_pytorch_apis_are_called_from_one_module_only():
     assert set(callers) == {PRIVATE_TORCH_HOME}, callers
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own_and_nothing_runs_at_import():
     """Each module imported first in a clean module table (so import order cannot hide a cycle);
     OpenMP / allocator / mnistlab variables, torch's thread count and the flush-to-zero mode are

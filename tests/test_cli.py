@@ -13,6 +13,7 @@ TINY = ["--set", "data.train_samples=600", "--set", "data.test_samples=300", "--
         "--quiet"]
 
 
+@pytest.mark.slow
 def test_run_writes_a_complete_run_directory(shared_data, tmp_path, capsys):
     assert main(["run", "raw/final", *TINY, "--runs-dir", str(tmp_path / "r")]) == 0
     run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
@@ -75,6 +76,7 @@ def test_presets_summary_data(shared_data, capsys):
     assert "mnist" in out and "yes" in out
 
 
+@pytest.mark.slow
 def test_python_dash_m_entry_point(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "mnistlab", "presets", "raw/final"],
                           capture_output=True, text=True, timeout=60)

@@ -109,6 +109,7 @@ def test_jobs_must_be_positive():
         run_jobs([], jobs=0)
 
 
+@pytest.mark.slow
 def test_local_dask_cluster_runs_every_job(shared_data, tmp_path):
     """Two worker processes on real MNIST; each training gets cores // 2 torch threads."""
     from mnistlab.experiments.executor import _usable_cores

@@ -175,6 +175,7 @@ def test_training_steps_equal_the_stock_path(kernel):
         torch.testing.assert_close(p, q, rtol=0, atol=3e-4)
 
 
+@pytest.mark.slow
 def test_switched_off_it_falls_back_to_stock_modules():
     code = ("import torch; from mnistlab.fast.fused_conv import ConvReluPool; "
             "from mnistlab.fast.native import native_kernel; c = ConvReluPool(1, 3, 3, padding=1); "

@@ -75,6 +75,7 @@ def _check_idx(path: Path, data: bytes) -> None:
     assert len(data) == 4 + 4 * ndim + array.nbytes  # accepted only when sizes agree exactly
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=1500)
 @given(data=idx_files(), compress=st.sampled_from(["plain", "gzip", "gzip-truncated"]))
 @example(data=b"", compress="plain")
@@ -191,6 +192,7 @@ def _check_config(path: Path) -> None:
     assert isinstance(exp, Experiment)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(raw=experiment_dicts(), cut=st.one_of(st.none(), st.integers(0, 400)))
 def test_experiment_loader_raises_only_config_error(scratch, raw, cut):

@@ -67,6 +67,7 @@ def test_switched_off_or_other_dtypes_use_stock_kernels_exactly():
     assert gemm.linear(empty, w, b).shape == (0, 8)
 
 
+@pytest.mark.slow
 def test_environment_variable_turns_onednn_off():
     code = "from mnistlab.fast import gemm; print(gemm.onednn_enabled())"
     env = {**os.environ, "MNISTLAB_GEMM": "torch"}

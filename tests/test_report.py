@@ -56,6 +56,7 @@ def _metrics(runs: Path) -> dict[str, dict]:
     return {r.name: r.metrics for r in list_runs(runs) if r.status == "complete"}
 
 
+@pytest.mark.slow
 def test_report_has_every_section(report):
     result, _ = report
     md, html = result.markdown.read_text(), result.html.read_text()

@@ -194,6 +194,7 @@ def real_runs(tmp_path_factory):
     return toml, next((root / "ref").iterdir()), cache
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_gives_identical_results(real_runs, tmp_path):
     toml, reference, cache = real_runs
     proc = _cli(cache, "run", str(toml), "--runs-dir", str(tmp_path))
@@ -211,6 +212,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_results(real_runs, tmp_pa
     _same_result(reference, run_dir)
 
 
+@pytest.mark.slow
 def test_sigint_on_a_real_process_saves_its_position_and_exits_130(real_runs, tmp_path):
     # Resuming from a Ctrl-C position is proven bit-identical in process (tests above); here
     # the real signal path: handler, message, exit code, status and checkpoint on disk.

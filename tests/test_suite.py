@@ -69,6 +69,7 @@ def test_suite_names_do_not_capture_other_suites():
     assert not matches_suite("lab-raw-final", lab)
 
 
+@pytest.mark.slow
 def test_run_suite_skips_complete_runs_and_resumes_after_interruption(tiny_dataset, tmp_path):
     suite = load_suite(_suite_file(tmp_path, 'experiments = ["raw/template", "raw/final"]'))
     runs = tmp_path / "runs"

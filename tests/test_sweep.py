@@ -161,6 +161,7 @@ def _check_table_and_plots(path: Path, runs: Path, out: Path) -> None:
     assert len(csv_lines) == 1 + len(rows)
 
 
+@pytest.mark.slow
 def test_local_jobs_2_on_real_mnist_table_and_plots(shared_data, tmp_path, capsys):
     path = write(tmp_path / "real.toml", """
 base = "raw/template"
@@ -236,6 +237,7 @@ def dask_cluster(tmp_path, session_cache, shared_data):
         logs.close()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_cluster_sweep_survives_a_killed_worker(dask_cluster, tmp_path):
     address, procs = dask_cluster

@@ -89,9 +89,10 @@ class CoreShare:
 
     Why: each trainer asks for every core by default (`training.threads = 0`); two of them on
     two cores then run four busy threads, and each waits on the other's threads (several times
-    slower epochs, benchmarks/RESULTS.md). Every trainer registers a file named by its PID in a shared folder; every
-    half second of training it counts the live ones and takes cores // count threads, all of
-    them again once it is alone. A trainer given `threads` explicitly keeps them.
+    slower epochs, benchmarks/RESULTS.md). Every trainer registers a file named by its PID in a
+    shared folder; every half second of training it counts the live ones and takes
+    cores // count threads, all of them again once it is alone. A trainer given `threads`
+    explicitly keeps them.
     """
 
     POLL_SECONDS = 0.5

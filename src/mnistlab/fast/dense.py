@@ -2,8 +2,8 @@
 
 Why: a Dense layer's three products (forward, input gradient, weight gradient) are most of an
 MLP's and of fashion/final's arithmetic, and oneDNN runs them faster than PyTorch's default
-(MKL) on AMD CPUs (benchmarks/bench_gemm.py). The parameters, their names and initialisation stay those of `nn.Linear`, so
-saved runs load either way.
+(MKL) on AMD CPUs (benchmarks/bench_gemm.py). The parameters, their names and initialisation
+stay those of `nn.Linear`, so saved runs load either way.
 """
 
 from __future__ import annotations

@@ -2,8 +2,9 @@
 
 Why: a training step is a string of short parallel regions; a worker thread that sleeps between
 them is woken a long while later, and on two cores that made hog/final epochs about twice as
-slow (OMP_WAIT_POLICY=PASSIVE, benchmarks/RESULTS.md). Spinning forever (ACTIVE) is as fast but starves every other process
-on the machine, even after torch is told to use fewer threads (the idle threads keep spinning).
+slow (OMP_WAIT_POLICY=PASSIVE, benchmarks/RESULTS.md). Spinning forever (ACTIVE) is as fast
+but starves every other process on the machine, even after torch is told to use fewer threads
+(the idle threads keep spinning).
 libgomp's middle way: spin GOMP_SPINCOUNT times, then sleep. Three million spins (a few ms) keep
 ACTIVE's speed and let idle threads sleep (figures: benchmarks/RESULTS.md); libgomp itself cuts
 the spinning to almost nothing when threads outnumber cores.

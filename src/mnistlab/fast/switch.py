@@ -79,7 +79,7 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
     applied = _rewrites(fast_model)
     if uses_native_kernels(fast_model):
         if note is not None and not kernel_is_built():
-            note("compiling mnistlab's CPU kernels for this machine (once per machine, up to a minute)")
+            note("compiling mnistlab's CPU kernels for this machine (once, up to a minute)")
         native_kernel()  # build now rather than stall the first epoch's progress bar
     chunk = cfg.chunk_size or preferred_chunk_size(fast_model, model_cfg)
     if chunk:

@@ -1,7 +1,8 @@
 """Histogram of Oriented Gradients for a batch: scikit-image's `hog`, exact and vectorised.
 
 `skimage.feature.hog` runs one 28x28 image at a time in a Python loop (half a minute for
-MNIST; benchmarks/bench_hog.py); here a batch goes through NumPy in chunks (bounded memory) on several threads (NumPy releases the GIL).
+MNIST; benchmarks/bench_hog.py); here a batch goes through NumPy in chunks (bounded memory)
+on several threads (NumPy releases the GIL).
 Semantics are scikit-image 0.26's (`feature/_hog.py`, `feature/_hoghistogram.pyx`):
 - cast to its float type (float32 stays, float16 -> float32, the rest float64), optional sqrt,
   central differences with zero first/last row (column) in the row (column) gradient;
