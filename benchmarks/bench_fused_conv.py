@@ -1,4 +1,4 @@
-"""The fused first layer (mnistlab.fused_conv) against the stock modules it replaces.
+"""The fused first layer (mnistlab.fast.fused_conv) against the stock modules it replaces.
 
 Stock: nn.Conv2d (oneDNN) + the ReLU-absorbing MaxPool2x2 that mnistlab used before, forward
 and backward (weight and bias gradients; the input is data). Fused: ConvReluPool, the same

@@ -1,4 +1,4 @@
-"""oneDNN products (mnistlab.gemm) against PyTorch's stock float32 products (MKL) on this CPU.
+"""oneDNN products (mnistlab.fast.gemm) against PyTorch's stock float32 products (MKL) on this CPU.
 
 The lab's Dense layers as they train: forward x W^T, the input gradient g W and the weight
 gradient g^T x, for the shapes of raw/final, hog/final and fashion/final. Both sides run in this

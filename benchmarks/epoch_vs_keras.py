@@ -9,18 +9,19 @@ of the rest is that side's figure.
 Each side runs in a fresh process, one after the other, `--rounds` times (Keras, mnistlab,
 Keras, mnistlab, ...): this VM's speed drifts by up to 30% between minutes, so the median of the
 per-round ratios is reported with every round shown. Fresh processes also keep one side's
-OpenMP threads (mnistlab sets OMP_WAIT_POLICY=ACTIVE: they spin) from taking a core while the
-other side runs.
+OpenMP threads from spinning on a core while the other side runs.
 
-mnistlab trains exactly as `mnistlab run` does (`train.fit`'s set-up: split sparse input for
-MLPs, cache-sized chunks for CNNs, flush-to-zero, allocator setting, OpenMP policy).
+mnistlab trains exactly as `mnistlab run` does: the CLI's process set-up (OpenMP spin count,
+flush-to-zero, allocator), then `fast.plan_for` (the fast plan, or the stock one when off).
 
     python benchmarks/epoch_vs_keras.py raw/final hog/final cnn/final fashion/final \\
         [--epochs 5] [--threads 2] [--rounds 3] [--variants default,dense-input] [--profile]
 
 `--variants` measures mnistlab set up otherwise in the same rounds, to show what a choice is
-worth: `dense-input` (an MLP's first layer without the dense-core + sparse-rest split) or
-`chunk=N` (a CNN trained in chunks of N images). `--profile` prints the torch profiler's top
+worth: `stock` (`--no-fast`: stock torch.nn modules and autograd, no process settings),
+`compile` (`torch.compile`, inductor, of the stock model, with the default's process settings
+and CNN chunks), `dense-input` (an MLP's first layer without the dense-core + sparse-rest
+split) or `chunk=N` (batches in chunks of N images). `--profile` prints the torch profiler's top
 operations for the last mnistlab epoch of the first round.
 
 Keras runs in its own virtualenv (benchmarks/.venv-keras, made by benchmarks/keras_env.sh).
@@ -45,45 +46,63 @@ KERAS_PY = HERE / ".venv-keras" / "bin" / "python"
 
 def ours_worker(preset: str, epochs: int, threads: int, variant: str = "default",
                 profile: bool = False) -> dict:
-    """Runs in its own process: our epochs, set up as `train.fit` sets them up (or as `variant`
-    says)."""
-    import mnistlab  # noqa: I001 - first: it sets OMP_WAIT_POLICY before torch loads
+    """Runs in its own process: our epochs, set up as `mnistlab run` sets them up (or as
+    `variant` says)."""
+    if variant == "stock":
+        os.environ["MNISTLAB_FAST"] = "0"  # as `mnistlab run --no-fast`
+    from mnistlab.fast.openmp import choose_wait_policy
+
+    choose_wait_policy()  # as the CLI does, before torch loads
+    import dataclasses
+
     import torch
 
-    from mnistlab.fast.cpu import flush_denormals, keep_freed_memory
+    import mnistlab
+    from mnistlab.fast.cpu import prepare_process
+    from mnistlab.fast.openmp import off_by_environment
+    from mnistlab.fast.sparse_input import SplitMatrix
+    from mnistlab.fast.switch import plan_for
     from mnistlab.nn.build import build_model
-    from mnistlab.fast.chunking import preferred_chunk_size
-    from mnistlab.runs.execute import _tensors, prepare_data
-    from mnistlab.fast.sparse_input import SplitMatrix, split_training_input
-    from mnistlab.training.loop import epoch_generator, evaluate, train_one_epoch
     from mnistlab.nn.optim import make_optimizer
+    from mnistlab.runs.execute import _tensors, prepare_data
     from mnistlab.training.device import set_threads
+    from mnistlab.training.loop import epoch_generator, evaluate, train_one_epoch
+    from mnistlab.training.steps import TrainingPlan, autograd_step, chunked_step
 
+    if not off_by_environment():
+        prepare_process()
     set_threads(threads)
-    keep_freed_memory()
-    exp = mnistlab.load_experiment(preset)
+    overrides = [f"training.chunk_size={variant.split('=', 1)[1]}"] if variant.startswith(
+        "chunk=") else []
+    exp = mnistlab.load_experiment(preset, overrides)
     splits, _ = prepare_data(exp)
     train, val, _ = _tensors(splits, torch.device("cpu"))
-    model = build_model(exp.model, tuple(splits.x_train.shape[1:]), 10, seed=0)
-    opt = make_optimizer(model.parameters(), exp.optimizer)
-    chunk = preferred_chunk_size(exp.model, "cpu", model)
-    if variant.startswith("chunk="):
-        chunk = int(variant.split("=", 1)[1])
-    dense = variant == "dense-input" or chunk
-    x = train[0] if dense else split_training_input(model, train[0], exp.training.batch_size)
+    stock = build_model(exp.model, tuple(splits.x_train.shape[1:]), 10, seed=0)
+    plan = plan_for(stock, exp.training, exp.model)
+    if variant == "dense-input":
+        plan = dataclasses.replace(plan, train_input=lambda x: x)
+    elif variant == "compile":  # inductor on the stock model; CNNs in the default's chunks
+        compiled = torch.compile(stock)
+        chunk = plan.eval_batch_size if exp.model.kind == "cnn" else None
+        step = chunked_step(compiled, chunk) if chunk else autograd_step(compiled)
+        plan = TrainingPlan(compiled, step, eval_batch_size=chunk or 8192,
+                            settings=plan.settings, applied=("torch.compile",))
+    opt = make_optimizer(plan.model.parameters(), exp.optimizer)
+    x = plan.train_input(train[0])
     note = (f"input split {len(x.plan.core)} dense + {len(x.plan.rest)} sparse columns"
-            if isinstance(x, SplitMatrix) else f"chunks of {chunk}" if chunk else "dense input")
+            if isinstance(x, SplitMatrix) else "dense input")
+    note += "; " + (", ".join(plan.applied) or "stock torch.nn + autograd")
     times, table = [], ""
-    with flush_denormals():
+    with plan.settings():
         for epoch in range(epochs):
             profiler = (torch.profiler.profile() if profile and epoch == epochs - 1
                         else contextlib.nullcontext())
             with profiler:
                 start = time.perf_counter()
                 order = torch.randperm(len(train[0]), generator=epoch_generator(0, epoch))
-                train_one_epoch(model, opt, x, train[1], exp.training.batch_size, order,
-                                chunk_size=chunk)
-                evaluate(model, *val, batch_size=chunk or 8192)
+                train_one_epoch(plan.model, opt, x, train[1], exp.training.batch_size, order,
+                                step=plan.step)
+                evaluate(plan.model, *val, batch_size=plan.eval_batch_size)
                 times.append(time.perf_counter() - start)
             if profile and epoch == epochs - 1:
                 table = profiler.key_averages().table(sort_by="self_cpu_time_total",
@@ -129,8 +148,8 @@ def _worker(*args: str) -> dict:
 
 
 def keras_environment() -> dict[str, str]:
-    """TensorFlow with its own defaults: our OpenMP setting is not passed on."""
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    """TensorFlow with its own defaults: no OpenMP setting of ours is passed on."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
     return {**env, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
@@ -188,7 +207,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", default="default",
-                        help="comma-separated: default, dense-input, chunk=N")
+                        help="comma-separated: default, stock, compile, dense-input, chunk=N")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())

@@ -23,12 +23,14 @@ class Command(NamedTuple):
     add_args: Callable[[argparse.ArgumentParser], None]  # defines the command's arguments
     run: Callable[[argparse.Namespace], int]  # does the work, returns the exit code
     help: str
+    trains: bool = False  # trains networks: gets the process settings of mnistlab.fast
 
 
 COMMANDS: dict[str, Command] = {
-    "run": Command(core.run_args, core.cmd_run, "train an experiment into a new run directory"),
+    "run": Command(core.run_args, core.cmd_run, "train an experiment into a new run directory",
+                   trains=True),
     "resume": Command(core.resume_args, core.cmd_resume,
-                      "continue an interrupted run from its last checkpoint"),
+                      "continue an interrupted run from its last checkpoint", trains=True),
     "presets": Command(core.presets_args, core.cmd_presets, "list the shipped presets"),
     "data": Command(core.data_args, core.cmd_data,
                     "show which datasets are available, where, and whether they verify"),
@@ -41,35 +43,31 @@ COMMANDS: dict[str, Command] = {
     "predict": Command(predict.predict_args, predict.cmd_predict,
                        "classify image files with a trained run (exit 0 only if all succeed)"),
     "suite": Command(report.suite_args, report.cmd_suite,
-                     "run a suite of experiments with repeated seeds, or list suites"),
+                     "run a suite of experiments with repeated seeds, or list suites", trains=True),
     "compare": Command(report.compare_args, report.cmd_compare,
                        "compare runs: config differences, scores over seeds, significance"),
     "report": Command(report.report_args, report.cmd_report,
                       "write the lab report (HTML + Markdown) from recorded runs"),
     "sweep": Command(sweep.sweep_args, sweep.cmd_sweep,
-                     "grids and random searches over any config field, locally or on Dask"),
+                     "grids and random searches over any config field, locally or on Dask",
+                     trains=True),
 }
 
 
 def _prepare_process(args: argparse.Namespace) -> bool | None:
-    """Process-wide settings, before anything loads torch: `--no-fast` as MNISTLAB_FAST=0 (so
-    Dask workers and resumed runs inherit it), then, with the speed-ups on, OpenMP's spinning
-    (`fast.openmp`) and flush-to-zero before torch starts its worker threads, which inherit it
-    (training turns it on for its own thread too). Returns the previous flush mode to restore
-    for in-process callers, or None when nothing was changed."""
+    """Process-wide settings for a command that trains, before anything loads torch:
+    `--no-fast` as MNISTLAB_FAST=0 (so Dask workers and resumed runs inherit it), then, with the
+    speed-ups on, OpenMP's spinning (`fast.openmp`) and flush-to-zero before torch starts its
+    worker threads, which inherit it (training turns it on for its own thread too). Returns the
+    previous flush mode to restore for in-process callers, or None when nothing was changed."""
     if getattr(args, "no_fast", False):
         os.environ[FAST_ENV] = "0"
-    if off_by_environment():
+    if off_by_environment() or not COMMANDS[args.command].trains:
         return None
     choose_wait_policy()
-    import torch
+    from mnistlab.fast.cpu import prepare_process
 
-    from mnistlab.fast.cpu import flushing_denormals, keep_freed_memory
-
-    before = flushing_denormals()
-    torch.set_flush_denormal(True)
-    keep_freed_memory()
-    return before
+    return prepare_process()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,7 +23,8 @@ import torch
 from mnistlab.training.device import usable_cores
 from mnistlab.training.steps import BatchStep
 
-__all__ = ["flushing_denormals", "flush_denormals", "keep_freed_memory", "CoreShare", "SETTINGS"]
+__all__ = ["flushing_denormals", "flush_denormals", "keep_freed_memory", "prepare_process",
+           "CoreShare", "SETTINGS"]
 
 SETTINGS = ("denormals flushed to zero", "freed memory kept in glibc's heap",
             "cores shared with other mnistlab trainers")
@@ -82,6 +83,16 @@ def keep_freed_memory() -> bool:
     _kept = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
         mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
     return _kept
+
+
+def prepare_process() -> bool:
+    """Flush-to-zero on this thread before torch starts its worker threads, which inherit it
+    (training turns it on for its own thread too), and the allocator setting. Returns the
+    previous flush mode, for callers that restore it."""
+    before = flushing_denormals()
+    torch.set_flush_denormal(True)
+    keep_freed_memory()
+    return before
 
 
 class CoreShare:

@@ -17,7 +17,7 @@ __all__ = ["Dense", "DenseOverCHW"]
 
 
 class _DenseProduct(torch.autograd.Function):
-    """x W^T + b with its three gradient products, each through `mnistlab.gemm` (oneDNN)."""
+    """x W^T + b with its three gradient products, each through `fast.gemm` (oneDNN)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias):  # noqa: D102

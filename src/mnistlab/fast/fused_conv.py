@@ -16,7 +16,7 @@ odd last row/column, the gradient goes to the first maximum of each window in ro
 window whose maximum is not positive passes none. tests/test_fused_conv.py proves the values and
 gradients equal to the stock modules'.
 
-The kernel (csrc/conv_relu_pool.cpp) is compiled on first use (see mnistlab.native). Without a
+The kernel (csrc/conv_relu_pool.cpp) is compiled on first use (see fast.native). Without a
 compiler, or with `MNISTLAB_NATIVE=0`, the stock modules run instead (slower, same results),
 after one `NativeKernelWarning`.
 """

@@ -1,8 +1,8 @@
 """mnistlab's compiled CPU kernels (csrc/*.cpp), built on first use and loaded once per process.
 
 Why compiled: the lab's CNNs spend most of their time in layers with 1-16 channels, where
-PyTorch's stock kernels make several memory passes per layer (mnistlab.fused_conv,
-mnistlab.pooling say which and by how much). The sources are compiled with PyTorch's C++
+PyTorch's stock kernels make several memory passes per layer (fast.fused_conv,
+fast.pooling say which). The sources are compiled with PyTorch's C++
 extension builder (a C++ compiler and ninja, a dependency) with -march=native into
 `$MNISTLAB_KERNELS` (default `~/.cache/mnistlab/kernels`), once per machine, source version and
 PyTorch version; concurrent processes wait for one build. Without a compiler, or with

@@ -8,7 +8,7 @@ commutes with the max (relu(max(a, b, c, d)) = max(relu(a), ..., relu(d))), so i
 quarter of the values.
 
 With the ReLU, on a channels-last map (the lab's CNNs after their first layer), the compiled
-kernel in csrc/relu_pool.cpp (mnistlab.native) does the same in one pass each way, keeping one
+kernel in csrc/relu_pool.cpp (fast.native) does the same in one pass each way, keeping one
 byte per window for the backward instead of the input map; elsewhere, the strided views.
 
 Semantics are Keras's and PyTorch's: an odd last row/column is dropped; the gradient goes to

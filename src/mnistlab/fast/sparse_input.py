@@ -19,10 +19,10 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.fast import gemm
+from mnistlab.training.steps import BatchStep, autograd_step
 
 __all__ = ["SplitPlan", "SplitMatrix", "SplitBatch", "SplitLinear", "plan_split",
            "split_training_input", "forward_input", "split_autograd_step"]
@@ -195,14 +195,7 @@ def forward_input(model: nn.Module, xb: torch.Tensor | SplitBatch) -> torch.Tens
     return model[first + 1:](h)
 
 
-def split_autograd_step(model: nn.Module):
+def split_autograd_step(model: nn.Module) -> BatchStep:
     """`training.steps.autograd_step`, taking the split path for SplitBatch inputs (for MLPs the
     hand-written step does not cover, e.g. GELU activations)."""
-    def step(xb, yb):
-        logits = forward_input(model, xb)
-        loss = F.cross_entropy(logits, yb)
-        loss.backward()
-        with torch.no_grad():
-            return loss.detach().double() * len(yb), (logits.argmax(1) == yb).sum()
-
-    return step
+    return autograd_step(model, lambda xb: forward_input(model, xb))

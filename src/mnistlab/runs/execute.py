@@ -165,9 +165,12 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
         position = restore_checkpoint(checkpoint, model, optimizer, history)
     train, val, test = _tensors(splits, device)
 
-    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
-        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest)
+    def save(position=None) -> None:
+        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest, position)
         write_history(run_dir / "history.csv", history.as_dict())
+
+    def on_epoch(epoch: int, logs: dict[str, float]) -> None:
+        save()
         if reporter:
             reporter.epoch(epoch, logs)
 
@@ -183,9 +186,7 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
                 # per-epoch checkpoint already holds an epoch boundary).
                 pos = stop.position
                 if pos is not None:
-                    save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history,
-                                    digest, pos)
-                    write_history(run_dir / "history.csv", history.as_dict())
+                    save(pos)
                 where = f"epoch {len(history)}" + (f" + {pos.batch} batches" if pos else "")
                 write_status(run_dir, "interrupted", epochs_done=len(history),
                              batches_done=pos.batch if pos else 0)

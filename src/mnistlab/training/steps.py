@@ -39,12 +39,14 @@ class TrainingPlan:
     applied: tuple[str, ...] = field(default_factory=tuple)  # what differs from stock, in words
 
 
-def autograd_step(model: nn.Module) -> BatchStep:
+def autograd_step(model: nn.Module, forward: Callable[[Any], torch.Tensor] | None = None
+                  ) -> BatchStep:
     """The textbook step: forward, mean cross-entropy (Keras's categorical cross-entropy on the
-    softmax), backward."""
+    softmax), backward. `forward(xb) -> logits` defaults to `model`."""
+    forward = forward or model
 
-    def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = model(xb)
+    def step(xb: Any, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = forward(xb)
         loss = F.cross_entropy(logits, yb)
         loss.backward()
         with torch.no_grad():
