@@ -3,8 +3,10 @@
 Lookup order (first complete, verified copy wins): an explicit `data_dir`, env `MNISTLAB_DATA`,
 the user cache (`$MNISTLAB_CACHE` or `~/.cache/mnistlab`), folders other tools fill (Debian's
 `/usr/share/datasets`, Keras's `~/.keras/datasets`, a torchvision root such as `./data`), then a
-verified download into the cache. Content is checked by SHA-256 of the decompressed IDX bytes on
-first use; the decoded arrays are cached as `.npy` so later loads are a memory map.
+verified download into the cache. An explicit `data_dir` that is missing or not a folder is an
+error, never skipped. Content is checked by SHA-256 of the decompressed IDX bytes on first use;
+the decoded arrays are cached as `.npy` so later loads are a memory map, whose content is hashed
+again (tens of milliseconds) before it is used.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.atomic import save_npy_atomic, write_atomically
-from mnistlab.data.idx import idx_bytes, read_idx
+from mnistlab.data.idx import idx_sha256, read_idx
 from mnistlab.data.registry import DatasetSpec, get_dataset
 from mnistlab.errors import DataError
 
@@ -104,8 +106,14 @@ def _files_in(folder: Path, spec: DatasetSpec) -> dict[str, Path] | None:
 def find_dataset_files(
     name: str, data_dir: str | Path | None = None
 ) -> tuple[dict[str, Path] | Path | None, list[str]]:
-    """Locate a dataset without reading it -> (files or a Keras .npz or None, places looked)."""
+    """Locate a dataset without reading it -> (files or a Keras .npz or None, places looked).
+
+    Raises DataError when `data_dir` is given but is missing or not a folder: looking elsewhere
+    instead would train on data the caller did not ask for.
+    """
     spec = get_dataset(name)
+    if data_dir is not None:
+        _check_data_dir(spec, Path(data_dir).expanduser())
     looked: list[str] = []
     for why, root in candidate_roots(data_dir):
         explicit = why in ("--data-dir", "MNISTLAB_DATA")
@@ -117,6 +125,20 @@ def find_dataset_files(
         if why == "keras" and spec.name == "mnist" and (root / "mnist.npz").is_file():
             return root / "mnist.npz", looked
     return None, looked
+
+
+def _check_data_dir(spec: DatasetSpec, path: Path) -> None:
+    fix = (f"pass the folder that holds {spec.name}/ (or its four IDX files), or leave --data-dir "
+           "out to search MNISTLAB_DATA, the cache and the usual places")
+    try:
+        is_dir = path.is_dir()
+        exists = is_dir or path.exists()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, no permission
+        raise DataError(f"--data-dir {path}: cannot be used as a folder ({exc}); {fix}") from None
+    if not exists:
+        raise DataError(f"--data-dir {path}: folder not found; {fix}")
+    if not is_dir:
+        raise DataError(f"--data-dir {path}: is a file, not a folder; {fix}")
 
 
 def _stat_key(path: Path) -> str:
@@ -143,16 +165,26 @@ class _VerifiedIndex:
             pass  # a read-only cache only costs speed
 
 
+def _cached_array(array_path: Path, expected: str) -> np.ndarray | None:
+    """The cached decoded array, memory-mapped, if its content still has the registry's
+    checksum; None when it is missing, unreadable or changed (then it is rebuilt)."""
+    try:
+        array = np.load(array_path, mmap_mode="r")
+        return array if idx_sha256(array) == expected else None
+    except (OSError, ValueError, DataError):
+        return None
+
+
 def _load_verified(spec: DatasetSpec, key: str, path: Path, index: _VerifiedIndex) -> np.ndarray:
     expected = spec.sha256[key]
     array_path = index.path.parent / "arrays" / f"{expected}.npy"
     stat_key = _stat_key(path)
     if index.entries.get(stat_key) == expected and array_path.is_file():
-        try:
-            return np.load(array_path, mmap_mode="r")
-        except (OSError, ValueError):
-            pass  # damaged cache entry: fall through and rebuild it
-    array, digest = read_idx(path)
+        cached = _cached_array(array_path, expected)
+        if cached is not None:
+            return cached
+    # Never more than the registered size: a gzip file promising more is refused from its header.
+    array, digest = read_idx(path, max_bytes=spec.sizes[key])
     if digest != expected:
         raise DataError(
             f"{path}: checksum mismatch for {spec.name} {key}: SHA-256 of the content is "
@@ -185,10 +217,8 @@ def _load_keras_npz(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
             arrays = {k: np.asarray(npz[v], dtype=np.uint8) for k, v in names.items()}
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a readable Keras mnist.npz ({exc})") from None
-    import hashlib
-
     for key, array in arrays.items():
-        if hashlib.sha256(idx_bytes(array)).hexdigest() != spec.sha256[key]:
+        if idx_sha256(array) != spec.sha256[key]:
             raise DataError(f"{path}: {key} content does not match the canonical {spec.title}")
     return arrays
 
