@@ -57,7 +57,9 @@ def estimate_training_memory(exp: Experiment) -> MemoryEstimate:
       - the activations of one forward pass over `rows` samples (a batch, or a chunk of one when
         `training.chunk_size` is set, never more than the training set holds): the input, and
         per layer the values kept for backward (see `_KEPT_PER_OUTPUT`), doubled for the
-        gradients of the same size that the backward pass creates.
+        gradients of the same size that the backward pass creates. With `chunk_size = 0`,
+        `mnistlab.fast` may still split a CNN's batches; the estimate is for whole batches,
+        which is what the stock path (`--no-fast`) holds.
 
     Not counted: the dataset and its features, the evaluation passes (no gradients, so smaller),
     PyTorch's own workspace. The estimate is for refusing what cannot fit, not for packing.
