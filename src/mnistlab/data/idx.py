@@ -137,7 +137,7 @@ def read_idx(path: str | Path, max_bytes: int | None = None) -> tuple[np.ndarray
             if max_bytes is not None and declared > max_bytes:
                 raise DataError(
                     f"{name}: IDX header declares shape {header.shape} ({declared:,} bytes with "
-                    f"header); refusing more than the {max_bytes:,} bytes expected here"
+                    f"header); refusing more than the expected {max_bytes:,} bytes"
                 )
             # Read at most one byte more than promised: enough to detect trailing data.
             body = _read_at_most(fh, header.data_bytes + 1)
