@@ -61,6 +61,7 @@ def test_lookup_order(tmp_path, tiny_dataset, monkeypatch):
 
 def test_not_found_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.delenv("MNISTLAB_DATA", raising=False)
+    (tmp_path / "empty").mkdir()  # a missing --data-dir is an error of its own (test below)
     with pytest.raises(DataError) as info:
         load_dataset("fashion-mnist", tmp_path / "empty")
     text = str(info.value)
@@ -202,3 +203,89 @@ def test_keras_npz_layout_is_found_and_verified(tmp_path, tiny_dataset, monkeypa
              y_test=arrays["test-labels"])
     with pytest.raises(DataError, match="does not match"):
         load_dataset("mnist")
+
+
+def test_data_dir_missing_or_a_file_is_an_error(tmp_path, tiny_dataset):
+    """MNISTLAB_DATA holds a dataset; a --data-dir that is wrong must not fall back to it."""
+    missing, a_file = tmp_path / "typo", tmp_path / "file"
+    a_file.write_text("not a folder")
+    for path, problem in ((missing, "folder not found"), (a_file, "is a file, not a folder")):
+        for call in (lambda p: load_dataset("mnist", p), lambda p: dataset_status(p)):
+            with pytest.raises(DataError) as info:
+                call(path)
+            assert str(info.value).startswith(f"--data-dir {path}: {problem}; pass the folder")
+    assert load_dataset("mnist", tiny_dataset).source == str(tiny_dataset / "mnist")
+
+
+def test_data_dir_in_the_cli_is_one_line_and_exit_2(tmp_path, tiny_dataset, capsys):
+    from mnistlab.commands.main import main
+
+    assert main(["data", "--data-dir", str(tmp_path / "typo")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--data-dir {tmp_path / 'typo'}: folder not found" in err
+
+
+def test_a_file_promising_more_than_the_registered_size_is_refused_from_its_header(tmp_path):
+    """A 100 KB gzip train-images file declaring 120,000 images (MNIST has 60,000): refused
+    before it is decompressed, in constant memory."""
+    import struct
+    import tracemalloc
+
+    from mnistlab.data.registry import DATASETS
+
+    arrays = make_idx_dataset()
+    write_idx_dataset(tmp_path / "d", arrays)
+    head = b"\x00\x00\x08\x03" + struct.pack(">3I", 120_000, 28, 28)
+    name = DATASETS["mnist"].files["train-images"]
+    (tmp_path / "d" / f"{name}.gz").write_bytes(gzip.compress(head + bytes(120_000 * 784)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            load_dataset("mnist", tmp_path / "d")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "declares shape (120000, 28, 28)" in str(info.value)
+    assert "refusing more than the expected 47,040,016 bytes" in str(info.value)
+    assert peak < 5_000_000
+
+
+def _cached_npy(key: str) -> Path:
+    from mnistlab.data.load import cache_dir
+    from mnistlab.data.registry import DATASETS
+
+    return cache_dir() / "arrays" / f"{DATASETS['mnist'].sha256[key]}.npy"
+
+
+@pytest.mark.parametrize("damage", ["values", "shape", "truncated"])
+def test_a_tampered_array_cache_is_detected_and_rebuilt(tiny_dataset, damage):
+    arrays = make_idx_dataset()
+    load_dataset("mnist")  # verifies the IDX files and caches the decoded arrays
+    npy = _cached_npy("train-labels")
+    assert npy.is_file()
+    stat = npy.stat()
+    if damage == "values":  # a valid .npy whose labels were changed: silently wrong training
+        np.save(npy, (arrays["train-labels"] + 1) % 10)
+    elif damage == "shape":
+        np.save(npy, arrays["train-labels"][:-1])
+    else:
+        npy.write_bytes(npy.read_bytes()[:-7])
+    os.utime(npy, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same size class, same mtime
+    ds = load_dataset("mnist")
+    np.testing.assert_array_equal(ds.train_labels, arrays["train-labels"])
+    np.testing.assert_array_equal(np.load(npy), arrays["train-labels"])  # the cache is repaired
+    assert {r["dataset"]: r for r in dataset_status()}["mnist"]["verified"]
+
+
+def test_checking_the_cached_arrays_is_cheap(shared_data):
+    """The content hash of every cached array on each load: all of MNIST in well under a second
+    on top of the memory maps (the figure is printed for benchmarks/RESULTS.md)."""
+    from mnistlab.data.idx import idx_sha256
+
+    ds = load_dataset("mnist", shared_data)
+    start = time.perf_counter()
+    for array in (ds.train_images, ds.train_labels, ds.test_images, ds.test_labels):
+        idx_sha256(array)
+    seconds = time.perf_counter() - start
+    print(f"hashing the cached MNIST arrays: {seconds * 1000:.0f} ms")
+    assert seconds < 0.25

@@ -9,7 +9,10 @@ Hypothesis runs derandomized (same examples every run) with no deadline, sized f
 from __future__ import annotations
 
 import gzip
+import math
+import os
 import struct
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -20,7 +23,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mnistlab.commands.main import main
-from mnistlab.config.load import load_experiment
+from mnistlab.config.load import MAX_TOML_BYTES, load_experiment
+from mnistlab.config.memory import estimate_training_memory, machine_memory_bytes
 from mnistlab.config.sections import SECTIONS, Experiment
 from mnistlab.data.idx import DTYPES, MAX_IDX_BYTES, parse_idx_bytes, read_idx
 from mnistlab.errors import ConfigError, DataError
@@ -32,8 +36,14 @@ FUZZ = settings(derandomize=True, deadline=None, database=None, max_examples=600
 
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
-    """One folder for the generated files (function-scoped tmp_path does not mix with @given)."""
-    return tmp_path_factory.mktemp("fuzz")
+    """One folder for the generated files (function-scoped tmp_path does not mix with @given),
+    with the hostile `base` targets of BASE_TARGETS beside them."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    os.mkfifo(folder / "fifo.toml")  # opened for reading, it waits for a writer forever
+    (folder / "folder.toml").mkdir()
+    (folder / "big.toml").write_bytes(b"# padding\n" * (MAX_TOML_BYTES // 10 + 1))
+    (folder / "good.toml").write_text("[training]\nepochs = 2\n")
+    return folder
 
 
 # --- IDX files ---------------------------------------------------------------------------------
@@ -159,9 +169,14 @@ def test_cli_reports_a_bad_dataset_file_in_one_line_with_exit_2(scratch, data, c
 # --- experiment files --------------------------------------------------------------------------
 
 FIELDS = [f"{s}.{f}" for s, cls in SECTIONS.items() for f in cls.__dataclass_fields__]
+# `base` targets, relative to the generated file's folder (`scratch`) or absolute: devices that
+# never end, a FIFO without a writer, a folder, a file over the size limit, and a good file.
+BASE_TARGETS = ["fifo.toml", "folder.toml", "big.toml", "good.toml", "/dev/zero", "/dev/null",
+                "/dev/urandom", "/proc/self/mem", "raw/template", "missing.toml"]
+NON_FINITE = st.sampled_from([math.nan, math.inf, -math.inf])
 SCALARS = st.one_of(
     st.integers(-(2**70), 2**70), st.sampled_from([0, 1, 28, 10**400]),
-    st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+    st.floats(allow_nan=True, allow_infinity=True), NON_FINITE, st.booleans(),
     st.text(max_size=12), st.sampled_from(["relu", "hog", "test", "mnist", "cnn", "raw/template",
                                            "../../etc/passwd", "a\x00b.toml", "x" * 300]),
 )
@@ -177,10 +192,30 @@ def experiment_dicts(draw) -> dict:
         section, key = path.split(".")
         raw.setdefault(section, {})[key] = draw(VALUES)
     extra = draw(st.dictionaries(st.sampled_from(["base", "description", "model", "zzz", "data"]),
-                                 VALUES, max_size=2))
+                                 VALUES | st.sampled_from(BASE_TARGETS), max_size=2))
     for key, value in extra.items():
         raw.setdefault(key, value)
     return raw
+
+
+def _numbers(value):
+    """Every int and float inside a nested config value."""
+    if isinstance(value, dict):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _numbers(v)
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        yield value
+
+
+def _check_accepted(exp: Experiment) -> None:
+    """What validation lets through: finite numbers only, and a model that fits this machine."""
+    assert isinstance(exp, Experiment)
+    assert all(math.isfinite(x) for x in _numbers(exp.to_dict())), exp
+    limit = machine_memory_bytes()
+    assert limit is None or estimate_training_memory(exp).total_bytes <= limit
 
 
 def _check_config(path: Path) -> None:
@@ -189,12 +224,16 @@ def _check_config(path: Path) -> None:
     except ConfigError as exc:
         assert "\n" not in str(exc)
         return
-    assert isinstance(exp, Experiment)
+    _check_accepted(exp)
 
 
 @pytest.mark.slow
 @FUZZ
 @given(raw=experiment_dicts(), cut=st.one_of(st.none(), st.integers(0, 400)))
+@example(raw={"data": {"validation": math.nan}}, cut=None)
+@example(raw={"base": "fifo.toml"}, cut=None)
+@example(raw={"base": "/dev/zero"}, cut=None)
+@example(raw={"model": {"hidden": [65536, 65536]}}, cut=None)
 def test_experiment_loader_raises_only_config_error(scratch, raw, cut):
     path = scratch / "fuzz.toml"
     text = tomli_w.dumps(raw)
@@ -219,9 +258,40 @@ def test_experiment_loader_on_random_bytes(scratch, data):
      "training.seed=-1", "model=3", "data.validation=nan", "output.name=[1]"]), max_size=3))
 def test_set_overrides_raise_only_config_error(overrides):
     try:
-        load_experiment("raw/template", overrides)
+        exp = load_experiment("raw/template", overrides)
     except ConfigError:
-        pass
+        return
+    _check_accepted(exp)
+
+
+@pytest.mark.timeout(60)  # a FIFO used to hang the loader; /dev/zero to fill the memory
+@settings(FUZZ, max_examples=80)
+@given(target=st.sampled_from(BASE_TARGETS), named=st.sampled_from(["base", "directly"]),
+       value=st.one_of(NON_FINITE, st.floats(0, 1)),
+       field=st.sampled_from(["data.validation", "model.dropout", "optimizer.learning_rate",
+                              "optimizer.clipnorm", "training.epochs", "model.hidden"]))
+def test_base_targets_and_non_finite_values(scratch, target, named, value, field):
+    """Hostile `base` targets (or the same paths given as the experiment) and non-finite
+    numbers: a ConfigError within a second, or a valid experiment with finite numbers only."""
+    section, key = field.split(".")
+    path = scratch / "targets.toml"
+    path.write_text(f"base = {target!r}\n" + tomli_w.dumps(
+        {section: {key: [value] if key == "hidden" else value}}))
+    source = path if named == "base" else Path(target) if target.startswith("/") else (
+        "raw/template" if target == "raw/template" else scratch / target)
+    hostile = target not in ("good.toml", "raw/template")
+    start = time.perf_counter()
+    try:
+        exp = load_experiment(source)
+    except ConfigError as exc:
+        message = str(exc)
+        assert "\n" not in message
+        if named == "base" and not hostile and not math.isfinite(value):
+            assert message.startswith(f"{path}: {field}") and "not a finite number" in message
+    else:
+        assert not hostile and (named == "directly" or math.isfinite(value))
+        _check_accepted(exp)
+    assert time.perf_counter() - start < 1
 
 
 @settings(FUZZ, max_examples=60)

@@ -1,9 +1,11 @@
 import gzip
+import struct
+import tracemalloc
 
 import numpy as np
 import pytest
 
-from mnistlab.data.idx import idx_bytes, parse_idx_bytes, read_idx
+from mnistlab.data.idx import idx_bytes, idx_sha256, parse_idx_bytes, read_idx
 from mnistlab.errors import DataError
 
 
@@ -60,3 +62,40 @@ def test_truncated_gzip_stream(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="cannot read"):
         read_idx(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_max_bytes_refuses_a_larger_promise_from_the_header(tmp_path, gz):
+    """A 100 KB gzip file promising 94 MB (120,000 images) against a registered 47 MB: refused
+    before decompressing, in constant memory."""
+    head = b"\x00\x00\x08\x03" + struct.pack(">3I", 120_000, 28, 28)
+    path = _write(tmp_path, head + bytes(120_000 * 28 * 28 if gz else 1000), gz)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as info:
+            read_idx(path, max_bytes=47_040_016)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(info.value) == (f"{path}: IDX header declares shape (120000, 28, 28) (94,080,016 "
+                               "bytes with header); refusing more than the expected 47,040,016 "
+                               "bytes")
+    assert peak < 1_000_000
+
+
+def test_max_bytes_accepts_what_fits(tmp_path):
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    path = _write(tmp_path, idx_bytes(array), gz=True)
+    out, _ = read_idx(path, max_bytes=len(idx_bytes(array)))
+    np.testing.assert_array_equal(out, array)
+    with pytest.raises(DataError, match="refusing more than the expected 39 bytes"):
+        read_idx(path, max_bytes=len(idx_bytes(array)) - 1)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, ">i2", "<i4", ">f4", "<f8"])
+def test_idx_sha256_is_the_checksum_of_idx_bytes(dtype):
+    import hashlib
+
+    array = (np.arange(60) - 7).astype(dtype).reshape(3, 4, 5)
+    for view in (array, array[::-1], np.asfortranarray(array)):
+        assert idx_sha256(view) == hashlib.sha256(idx_bytes(view)).hexdigest()

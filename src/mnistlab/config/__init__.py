@@ -4,6 +4,7 @@
     rules.py     what each field accepts, one message shape for a bad value
     layers.py    what each layer type accepts; a model config as one list of layer dicts
     geometry.py  output shapes of layer lists and HOG arguments, without computing anything
+    memory.py    what training a model holds in memory; models that cannot fit are refused
     load.py      preset / TOML / `base` / `--set` -> validated `Experiment`; digest and TOML out
 """
 

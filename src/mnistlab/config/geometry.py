@@ -18,7 +18,7 @@ from mnistlab.config.layers import layer_specs
 from mnistlab.config.sections import BLOCK_NORMS, FeaturesConfig, ModelConfig
 from mnistlab.errors import ConfigError
 
-__all__ = ["IMAGE_SHAPE", "model_input_shape", "output_shapes", "check_shapes",
+__all__ = ["IMAGE_SHAPE", "model_input_shape", "output_shapes", "layer_weights", "check_shapes",
            "validate_hog_args", "hog_feature_length", "hog_kwargs", "feature_shape",
            "check_feature_args", "shape_text", "as_pair"]
 
@@ -81,6 +81,18 @@ def output_shapes(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int
                              f"model.layers {exc}") from None
         shapes.append(shape)
     return shapes
+
+
+def layer_weights(spec: dict, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+                  ) -> tuple[int, int]:
+    """(weights, biases) of one layer: Dense n_in x n_out + n_out, Conv2D k x k x c_in x c_out
+    + c_out, nothing for the others. Summaries and the memory estimate both count with it."""
+    if spec["type"] == "dense":
+        return in_shape[-1] * out_shape[0], out_shape[0]
+    if spec["type"] == "conv2d":
+        k = spec["kernel_size"]
+        return k * k * in_shape[-1] * out_shape[-1], out_shape[-1]
+    return 0, 0
 
 
 def check_shapes(cfg: ModelConfig, input_shape: tuple[int, ...], source: str,

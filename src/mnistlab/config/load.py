@@ -2,22 +2,26 @@
 validation against the rule tables -> a frozen `Experiment`.
 
 Config flows one way, and every check runs here, before any data is read: single values
-(`config.rules`), layer tables (`config.layers`), and rules across fields (a CNN's layer stack
+(`config.rules`), layer tables (`config.layers`), rules across fields (a CNN's layer stack
 must be buildable, HOG arguments must give features, chunking needs layers that keep samples
-apart).
+apart), and whether training fits in this machine's memory (`config.memory`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
+import os
+import stat
 from pathlib import Path
 from typing import Any
 
 import tomllib
 
 from mnistlab import presets
+from mnistlab.config import memory
 from mnistlab.config.geometry import IMAGE_SHAPE, check_feature_args, check_shapes
 from mnistlab.config.layers import check_layers, layer_specs, mixing_layers
 from mnistlab.config.rules import RULES, check_value, shown_key
@@ -29,8 +33,13 @@ __all__ = ["experiment_from_dict", "apply_overrides", "parse_override", "read_to
            "resolve_raw", "default_run_name", "load_experiment", "config_digest", "to_toml"]
 
 
-def experiment_from_dict(raw: dict[str, Any], source: str = "<config>") -> Experiment:
-    """Validate a nested dict against `RULES` and freeze it into an `Experiment`."""
+def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
+                         check_memory: bool = True) -> Experiment:
+    """Validate a nested dict against `RULES` and freeze it into an `Experiment`.
+
+    `check_memory=False` skips only the check that training fits in this machine's memory
+    (`config.memory`), for reading the config of a run that was trained elsewhere.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: must be a table of sections; got {type(raw).__name__}")
     sections: dict[str, Any] = {}
@@ -62,6 +71,8 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>") -> Exper
         raise ConfigError(f"{source}: description must be a string; got {description!r}")
     exp = Experiment(**sections, description=description)
     _check_across_fields(exp, source)
+    if check_memory:
+        memory.check_memory(exp, source)
     return exp
 
 
@@ -146,11 +157,46 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return out
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file; syntax errors name the file, line and column."""
+MAX_TOML_BYTES = 1024**2  # the largest preset is a few hundred bytes; /dev/zero is endless
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of a regular file of at most `MAX_TOML_BYTES`, refusing anything else.
+
+    Opened without blocking and checked on the open descriptor: a FIFO would otherwise wait
+    for a writer forever, and a device such as /dev/zero would be read until memory runs out.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: is {_file_kind(st.st_mode)}, not a regular file; "
+                              "expected an experiment .toml file")
+        with os.fdopen(os.dup(fd), "rb") as fh:
+            data = fh.read(MAX_TOML_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TOML_BYTES:
+        raise ConfigError(f"{path}: is larger than {MAX_TOML_BYTES:,} bytes; an experiment file "
+                          "is a short .toml file")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    kinds = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((text for test, text in kinds if test(mode)), "a special file")
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file (a regular file of bounded size); syntax errors name the file, line and
+    column."""
+    try:
+        return tomllib.loads(_read_bounded(path).decode("utf-8"))
+    except ConfigError:
+        raise  # already names the file (and is a ValueError, caught below otherwise)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such experiment file") from None
     except IsADirectoryError:

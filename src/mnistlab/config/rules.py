@@ -111,9 +111,16 @@ def _finite(x: float) -> bool:
 
 
 def check_value(source: str, path: str, rule: Rule, value: Any) -> Any:
-    """Return `value` normalised for its field, or raise the one-shape ConfigError."""
+    """Return `value` normalised for its field, or raise the one-shape ConfigError.
+
+    A non-finite float (TOML's nan, inf, -inf) is refused whatever the field: nan compares
+    false with every bound, so a range check alone would let it through.
+    """
     if value is None and rule.optional:
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{source}: {path} must be {rule.describe()}; got {value!r} "
+                          "(not a finite number)")
     k = rule.kind
     if k == "bool":
         if isinstance(value, bool):
@@ -138,7 +145,7 @@ def check_value(source: str, path: str, rule: Rule, value: Any) -> Any:
         if value == "test":
             return value
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if ok and _in_range(rule, value):
+        if ok and _finite(value) and _in_range(rule, value):
             return float(value)
     elif k == "int_list":
         if isinstance(value, list | tuple) and 1 <= len(value) <= rule.max_items:

@@ -19,8 +19,8 @@ import numpy as np
 
 from mnistlab.errors import DataError
 
-__all__ = ["IdxHeader", "read_idx", "parse_idx_bytes", "idx_bytes", "MAX_IDX_BYTES",
-           "MAX_IDX_DIMS"]
+__all__ = ["IdxHeader", "read_idx", "parse_idx_bytes", "idx_bytes", "idx_sha256",
+           "MAX_IDX_BYTES", "MAX_IDX_DIMS"]
 
 DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
@@ -115,11 +115,15 @@ def _open(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def read_idx(path: str | Path) -> tuple[np.ndarray, str]:
+def read_idx(path: str | Path, max_bytes: int | None = None) -> tuple[np.ndarray, str]:
     """Read an IDX file (plain or gzip) -> (array, SHA-256 of the uncompressed bytes).
 
+    `max_bytes` bounds the uncompressed size (header included) that the header may declare,
+    e.g. a dataset file's registered size: a larger promise is refused from the header, before
+    anything is decompressed.
+
     Raises DataError naming the file for every defect: wrong magic, unknown dtype, a size that
-    disagrees with the header, a broken gzip stream, or an unreadable file.
+    disagrees with the header or exceeds `max_bytes`, a broken gzip stream, or an unreadable file.
     """
     path = Path(path)
     name = str(path)
@@ -129,6 +133,12 @@ def read_idx(path: str | Path) -> tuple[np.ndarray, str]:
             if len(head) == 4:
                 head += fh.read(4 * head[3])
             header = parse_header(head, name)
+            declared = header.header_bytes + header.data_bytes
+            if max_bytes is not None and declared > max_bytes:
+                raise DataError(
+                    f"{name}: IDX header declares shape {header.shape} ({declared:,} bytes with "
+                    f"header); refusing more than the expected {max_bytes:,} bytes"
+                )
             # Read at most one byte more than promised: enough to detect trailing data.
             body = _read_at_most(fh, header.data_bytes + 1)
     except (OSError, EOFError, zlib.error) as exc:
@@ -147,11 +157,26 @@ def read_idx(path: str | Path) -> tuple[np.ndarray, str]:
     return arr.astype(header.dtype.newbyteorder("="), copy=False), digest.hexdigest()
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """Encode an array as IDX (used to verify arrays from other layouts, and by tests)."""
+def _idx_parts(array: np.ndarray, who: str) -> tuple[bytes, np.ndarray]:
+    """(IDX header, the data as a C-ordered big-endian array: a view when it already is one)."""
     codes = {v.newbyteorder(">") if v.itemsize > 1 else v: k for k, v in DTYPES.items()}
     be = array.dtype.newbyteorder(">") if array.dtype.itemsize > 1 else array.dtype
     if be not in codes:
-        raise DataError(f"idx_bytes: dtype {array.dtype} has no IDX code")
+        raise DataError(f"{who}: dtype {array.dtype} has no IDX code")
     head = bytes([0, 0, codes[be], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return head + np.ascontiguousarray(array, dtype=be).tobytes()
+    return head, np.ascontiguousarray(array, dtype=be)
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """Encode an array as IDX (used to verify arrays from other layouts, and by tests)."""
+    head, data = _idx_parts(array, "idx_bytes")
+    return head + data.tobytes()
+
+
+def idx_sha256(array: np.ndarray) -> str:
+    """SHA-256 of `idx_bytes(array)` without building it: the registry's content checksum of a
+    decoded (e.g. memory-mapped) array, hashed in place when it is uint8 and contiguous."""
+    head, data = _idx_parts(array, "idx_sha256")
+    digest = hashlib.sha256(head)
+    digest.update(data.reshape(-1).view(np.uint8))  # the bytes, viewed, not copied
+    return digest.hexdigest()

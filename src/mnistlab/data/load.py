@@ -3,21 +3,22 @@
 Lookup order (first complete, verified copy wins): an explicit `data_dir`, env `MNISTLAB_DATA`,
 the user cache (`$MNISTLAB_CACHE` or `~/.cache/mnistlab`), folders other tools fill (Debian's
 `/usr/share/datasets`, Keras's `~/.keras/datasets`, a torchvision root such as `./data`), then a
-verified download into the cache. Content is checked by SHA-256 of the decompressed IDX bytes on
-first use; the decoded arrays are cached as `.npy` so later loads are a memory map.
+verified download into the cache. An explicit `data_dir` that is missing or not a folder is an
+error, never skipped. Content is checked by SHA-256 of the decompressed IDX bytes on first use;
+the decoded arrays are cached as `.npy` so later loads are a memory map, whose content is hashed
+again (tens of milliseconds) before it is used (`data.cache`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mnistlab.atomic import save_npy_atomic, write_atomically
-from mnistlab.data.idx import idx_bytes, read_idx
+from mnistlab.data.cache import VerifiedIndex, load_verified
+from mnistlab.data.idx import idx_sha256
 from mnistlab.data.registry import DatasetSpec, get_dataset
 from mnistlab.errors import DataError
 
@@ -104,8 +105,14 @@ def _files_in(folder: Path, spec: DatasetSpec) -> dict[str, Path] | None:
 def find_dataset_files(
     name: str, data_dir: str | Path | None = None
 ) -> tuple[dict[str, Path] | Path | None, list[str]]:
-    """Locate a dataset without reading it -> (files or a Keras .npz or None, places looked)."""
+    """Locate a dataset without reading it -> (files or a Keras .npz or None, places looked).
+
+    Raises DataError when `data_dir` is given but is missing or not a folder: looking elsewhere
+    instead would train on data the caller did not ask for.
+    """
     spec = get_dataset(name)
+    if data_dir is not None:
+        _check_data_dir(spec, Path(data_dir).expanduser())
     looked: list[str] = []
     for why, root in candidate_roots(data_dir):
         explicit = why in ("--data-dir", "MNISTLAB_DATA")
@@ -119,62 +126,18 @@ def find_dataset_files(
     return None, looked
 
 
-def _stat_key(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
-class _VerifiedIndex:
-    """Remembers which files were verified (by path, size, mtime) and where their arrays are."""
-
-    def __init__(self, root: Path):
-        self.path = root / "verified.json"
-        try:
-            self.entries: dict[str, str] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.entries = {}
-
-    def save(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            data = json.dumps(self.entries, indent=1).encode()
-            write_atomically(self.path, lambda fh: fh.write(data))
-        except OSError:
-            pass  # a read-only cache only costs speed
-
-
-def _load_verified(spec: DatasetSpec, key: str, path: Path, index: _VerifiedIndex) -> np.ndarray:
-    expected = spec.sha256[key]
-    array_path = index.path.parent / "arrays" / f"{expected}.npy"
-    stat_key = _stat_key(path)
-    if index.entries.get(stat_key) == expected and array_path.is_file():
-        try:
-            return np.load(array_path, mmap_mode="r")
-        except (OSError, ValueError):
-            pass  # damaged cache entry: fall through and rebuild it
-    array, digest = read_idx(path)
-    if digest != expected:
-        raise DataError(
-            f"{path}: checksum mismatch for {spec.name} {key}: SHA-256 of the content is "
-            f"{digest[:16]}..., expected {expected[:16]}...; the file is corrupt or not "
-            f"{spec.title}. Delete it and fetch it again (see `mnistlab data`)."
-        )
-    _check_shape(spec, key, array, str(path))
+def _check_data_dir(spec: DatasetSpec, path: Path) -> None:
+    fix = (f"pass the folder that holds {spec.name}/ (or its four IDX files), or leave --data-dir "
+           "out to search MNISTLAB_DATA, the cache and the usual places")
     try:
-        save_npy_atomic(array_path, array)
-        index.entries[stat_key] = expected
-    except OSError:
-        pass
-    return array
-
-
-def _check_shape(spec: DatasetSpec, key: str, array: np.ndarray, name: str) -> None:
-    want_ndim = 3 if key.endswith("images") else 1
-    if array.ndim != want_ndim or array.dtype != np.uint8:
-        raise DataError(
-            f"{name}: {spec.name} {key} must be uint8 with {want_ndim} dimensions; "
-            f"got {array.dtype} with shape {array.shape}"
-        )
+        is_dir = path.is_dir()
+        exists = is_dir or path.exists()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long, no permission
+        raise DataError(f"--data-dir {path}: cannot be used as a folder ({exc}); {fix}") from None
+    if not exists:
+        raise DataError(f"--data-dir {path}: folder not found; {fix}")
+    if not is_dir:
+        raise DataError(f"--data-dir {path}: is a file, not a folder; {fix}")
 
 
 def _load_keras_npz(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
@@ -185,10 +148,8 @@ def _load_keras_npz(spec: DatasetSpec, path: Path) -> dict[str, np.ndarray]:
             arrays = {k: np.asarray(npz[v], dtype=np.uint8) for k, v in names.items()}
     except (OSError, ValueError, KeyError) as exc:
         raise DataError(f"{path}: not a readable Keras mnist.npz ({exc})") from None
-    import hashlib
-
     for key, array in arrays.items():
-        if hashlib.sha256(idx_bytes(array)).hexdigest() != spec.sha256[key]:
+        if idx_sha256(array) != spec.sha256[key]:
             raise DataError(f"{path}: {key} content does not match the canonical {spec.title}")
     return arrays
 
@@ -214,8 +175,8 @@ def load_dataset(
         arrays = _load_keras_npz(spec, found)
         source = str(found)
     else:
-        index = _VerifiedIndex(cache_dir())
-        arrays = {key: _load_verified(spec, key, path, index) for key, path in found.items()}
+        index = VerifiedIndex(cache_dir())
+        arrays = {key: load_verified(spec, key, path, index) for key, path in found.items()}
         index.save()
         source = str(found["train-images"].parent)
     for split in ("train", "test"):

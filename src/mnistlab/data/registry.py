@@ -30,6 +30,11 @@ class DatasetSpec:
     def file_key(self, split: str, kind: str) -> str:
         return f"{split}-{kind}"
 
+    def n_items(self, split: str) -> int:
+        """Samples in a split, from its labels file's registered size (8 header bytes, then one
+        byte per label)."""
+        return self.sizes[self.file_key(split, "labels")] - 8
+
 
 _IDX_NAMES = {
     "train-images": "train-images-idx3-ubyte",

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from mnistlab.config.geometry import model_input_shape, output_shapes, shape_text
+from mnistlab.config.geometry import layer_weights, model_input_shape, output_shapes, shape_text
 from mnistlab.config.layers import KERAS_NAMES, layer_specs
 from mnistlab.config.sections import ModelConfig
 
@@ -38,15 +38,14 @@ def _fmt(n: int) -> str:
 
 def _info(name: str, spec: dict, shape: tuple[int, ...], out: tuple[int, ...]) -> LayerInfo:
     kind, keras = spec["type"], KERAS_NAMES[spec["type"]]
+    w, b = layer_weights(spec, shape, out)
     if kind == "dense":
         n_in, n_out = shape[-1], out[0]
-        w, b = n_in * n_out, n_out
         formula = (f"Dense {n_in} -> {n_out}: {n_in} x {n_out} = {_fmt(w)} weights"
                    f" + {_fmt(b)} biases = {_fmt(w + b)}")
         return LayerInfo(name, keras, out, w, b, formula, w)
     if kind == "conv2d":
         k, c_in, c_out = spec["kernel_size"], shape[-1], out[-1]
-        w, b = k * k * c_in * c_out, c_out
         formula = (f"Conv2D {k}x{k}, {c_in} -> {c_out} channels: {k} x {k} x {c_in} x {c_out}"
                    f" = {_fmt(w)} weights + {_fmt(b)} biases = {_fmt(w + b)}")
         return LayerInfo(name, keras, out, w, b, formula, out[0] * out[1] * w)
