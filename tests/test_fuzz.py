@@ -236,3 +236,58 @@ def test_cli_reports_a_bad_experiment_in_one_line_with_exit_2(scratch, raw, caps
         lines = captured.err.strip().splitlines()
         assert lines[0].startswith("mnistlab summary: error: ")
         assert len(lines) == 1
+
+
+# --- sweep files -------------------------------------------------------------------------------
+
+SWEEP_BASES = st.sampled_from(["raw/template", "cnn/template", "raw/nope", "missing.toml", ".",
+                               "a\x00b.toml", "x" * 300, "../../etc/passwd", "sweep.toml"])
+
+
+@st.composite
+def sweep_dicts(draw) -> dict:
+    """Sweep files: real keys (mostly) with values of every type, real config fields as axes and
+    [set] keys, plus stray keys, sizes around the run limit and bases that are not experiments."""
+    raw: dict = {}
+    if draw(st.booleans()):
+        raw["base"] = draw(SWEEP_BASES)
+    for key in draw(st.lists(st.sampled_from(["name", "seeds", "mode", "trials", "sample_seed",
+                                              "description", "zzz", "base"]), max_size=4)):
+        raw[key] = draw(st.one_of(VALUES, st.sampled_from(["random", "grid", 3, 1000, 10**6]),
+                                  st.lists(st.integers(-2, 2**64), max_size=4)))
+    fields = st.one_of(st.sampled_from(FIELDS), st.sampled_from(["hidden", "a.b.c", "model.",
+                                                                 "training.seed", "output.name"]))
+    axes = draw(st.dictionaries(fields, st.one_of(
+        st.lists(VALUES, max_size=4), VALUES,
+        st.lists(st.integers(1, 64), min_size=30, max_size=40, unique=True)), max_size=3))
+    fixed = draw(st.dictionaries(fields, VALUES, max_size=3))
+    if axes or draw(st.booleans()):
+        raw["axes"] = axes
+    if fixed or draw(st.booleans()):
+        raw["set"] = fixed
+    return raw
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=400)
+@given(raw=sweep_dicts(), cut=st.one_of(st.none(), st.integers(0, 300)))
+@example(raw={"base": "raw/template", "mode": "random", "trials": 10**6, "sample_seed": -5,
+              "axes": {"model.dropout": [0.1, 0.2]}}, cut=None)
+@example(raw={"base": "raw/template", "seeds": 2, "axes": {
+    "model.dropout": [i / 100 for i in range(40)], "training.epochs": list(range(1, 40))}},
+    cut=None)
+@example(raw={"base": ".", "axes": {"model.dropout": [0.1]}}, cut=None)
+@example(raw={"base": "a\x00b.toml", "axes": {"model.dropout": [0.1]}}, cut=None)
+def test_sweep_loader_raises_only_config_error(scratch, raw, cut):
+    from mnistlab.experiments.sweep import load_sweep, sweep_points
+
+    path = scratch / "sweep.toml"
+    text = tomli_w.dumps(raw)
+    path.write_text(text if cut is None else text[:cut], encoding="utf-8")
+    try:
+        points = sweep_points(load_sweep(path))
+    except ConfigError as exc:
+        assert "\n" not in str(exc), str(exc)
+        return
+    assert 1 <= len(points) <= 1000
+    assert all(isinstance(pt.experiment, Experiment) for pt in points)
