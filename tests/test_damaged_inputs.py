@@ -16,7 +16,7 @@ import pytest
 import tomli_w
 
 from mnistlab.commands.main import main
-from mnistlab.config.load import load_experiment, to_toml
+from mnistlab.config.load import load_experiment
 from mnistlab.errors import DataError, RunError, RunInterrupted
 from mnistlab.runs.directory import list_runs, load_run, safe_name, write_json, write_status
 

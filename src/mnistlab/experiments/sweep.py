@@ -106,17 +106,18 @@ def load_sweep(path: str | Path) -> Sweep:
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= 1000:
         seeds = tuple(range(seeds))
-    elif (isinstance(seeds, list) and seeds and len(set(seeds)) == len(seeds)
-          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+    elif (isinstance(seeds, list) and seeds
+          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+          and len(set(seeds)) == len(seeds)):
         seeds = tuple(seeds)
     else:
         raise _fail(src, "seeds", seeds, "an int in [1, 1000] or a list of distinct ints >= 0")
     mode = raw.get("mode", "grid")
     if mode not in ("grid", "random"):
         raise _fail(src, "mode", mode, "one of 'grid', 'random'")
-    trials = raw.get("trials", 0 if mode == "grid" else None)
-    if mode == "random" and not (isinstance(trials, int) and not isinstance(trials, bool)
-                                 and trials >= 1):
+    trials = raw.get("trials")
+    if (trials is not None or mode == "random") and not (
+            isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
         raise _fail(src, "trials", trials, "an int >= 1 (points to draw in random mode)")
     sample_seed = raw.get("sample_seed", 0)
     if not isinstance(sample_seed, int) or isinstance(sample_seed, bool):
@@ -136,7 +137,7 @@ def load_sweep(path: str | Path) -> Sweep:
                 raise _fail(src, f"axis {key}[{j}]", v, "a value not already listed")
     for key in fixed:
         _field(src, "[set]", key)
-    return Sweep(safe_name(name), src, base, seeds, mode, int(trials or 0), sample_seed,
+    return Sweep(safe_name(name), src, base, seeds, mode, trials or 0, sample_seed,
                  dict(fixed), {k: list(v) for k, v in axes.items()})
 
 
