@@ -306,12 +306,7 @@ BIG_AXES = ('"model.dropout" = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4,
 
 
 def test_more_than_1000_runs_needs_max_points(tmp_path, capsys):
-    from mnistlab.commands.sweep import MAX_POINTS as CLI_DEFAULT
-    from mnistlab.experiments.sweep import MAX_POINTS, sweep_size
-
-    assert CLI_DEFAULT == MAX_POINTS == 1000
     path = tiny_sweep(tmp_path, BIG_AXES, "seeds = 1")  # 11 x 10 x 10 = 1,100 points
-    assert sweep_size(load_sweep(path)) == (1100, 1100)
     assert main(["sweep", "run", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
@@ -321,6 +316,11 @@ def test_more_than_1000_runs_needs_max_points(tmp_path, capsys):
     capsys.readouterr()
     assert main(["sweep", "run", str(path), "--dry-run", "--max-points", "1100"]) == 0
     assert "1100 runs (1100 points x 1 seeds)" in capsys.readouterr().out
+    from mnistlab.commands.sweep import MAX_POINTS as CLI_DEFAULT
+    from mnistlab.experiments.sweep import MAX_POINTS, sweep_size
+
+    assert CLI_DEFAULT == MAX_POINTS == 1000
+    assert sweep_size(load_sweep(path)) == (1100, 1100)
     # seeds count: 400 points x 3 seeds is 1,200 trainings
     seeded = tiny_sweep(tmp_path, '"model.hidden" = [' + ", ".join(f"[{n}]" for n in
                                                                      range(1, 401)) + "]",
