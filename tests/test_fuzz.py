@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
-from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from mnistlab.commands.main import main
@@ -303,6 +303,8 @@ def sweep_dicts(draw) -> dict:
 @example(raw={"base": ".", "axes": {"model.dropout": [0.1]}}, cut=None)
 @example(raw={"base": "a\x00b.toml", "axes": {"model.dropout": [0.1]}}, cut=None)
 def test_sweep_loader_raises_only_config_error(scratch, raw, cut):
+    from hypothesis import event
+
     from mnistlab.experiments.sweep import load_sweep, sweep_points
 
     path = scratch / "sweep.toml"
