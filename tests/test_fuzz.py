@@ -306,3 +306,86 @@ def test_cli_reports_a_bad_experiment_in_one_line_with_exit_2(scratch, raw, caps
         lines = captured.err.strip().splitlines()
         assert lines[0].startswith("mnistlab summary: error: ")
         assert len(lines) == 1
+
+
+# --- sweep files -------------------------------------------------------------------------------
+
+SWEEP_BASES = st.sampled_from(["raw/nope", "missing.toml", ".", "a\x00b.toml", "x" * 300,
+                               "../../etc/passwd", "sweep.toml", "cnn/template", 3])
+PLAUSIBLE = {  # field -> values, mostly valid, some not: sweeps that get as far as their points
+    "model.hidden": [[8], [16, 8], [4], [32], [], [0], 8],
+    "model.dropout": [0.0, 0.2, 0.5, 0.7, 1.5, "x"],
+    "model.activation": ["relu", "tanh", "sigmoid", "swish"],
+    "training.epochs": [1, 2, 3, 5, 0, 10**6],
+    "training.batch_size": [4, 16, 0, 2.5],
+    "optimizer.learning_rate": [0.1, 0.001, -1.0, float("nan")],
+    "features.kind": ["raw", "hog", "pixels"],
+    "features.pixels_per_cell": [4, 7, 29],
+    "data.validation": ["test", 0.1, 1.0],
+    "optimizer.clipnorm": [1.0, 0.0],
+    "optimizer.global_clipnorm": [2.0],
+    "training.chunk_size": [0, 4, 8],
+}
+
+
+@st.composite
+def sweep_dicts(draw) -> dict:
+    """Sweep files, mostly plausible (so many get as far as building their points), with values of
+    every type, stray keys, sizes around the run limit and bases that are not experiments."""
+    raw: dict = {"base": draw(st.one_of(st.just("raw/template"), st.just("raw/template"),
+                                        st.just("raw/template"), SWEEP_BASES))}
+    choices = {
+        "seeds": st.one_of(st.integers(1, 3), st.sampled_from([400, 1000]), VALUES,
+                           st.lists(st.integers(0, 5), min_size=1, max_size=3, unique=True)),
+        "mode": st.one_of(st.sampled_from(["grid", "random"]), VALUES),
+        "trials": st.one_of(st.integers(1, 50), st.just(10**6), VALUES),
+        "sample_seed": st.one_of(st.integers(-5, 2**70), VALUES),
+        "name": st.one_of(st.text(max_size=12), VALUES),
+        "description": VALUES, "zzz": VALUES, "base": SWEEP_BASES,
+    }
+    for key in draw(st.lists(st.sampled_from(sorted(choices)), max_size=4, unique=True)):
+        raw[key] = draw(choices[key])
+    plausible = st.sampled_from(sorted(PLAUSIBLE)).flatmap(lambda f: st.tuples(
+        st.just(f), st.lists(st.sampled_from(PLAUSIBLE[f]), min_size=1, max_size=3)))
+    odd = st.tuples(st.one_of(st.sampled_from(FIELDS), st.sampled_from(
+        ["hidden", "a.b.c", "model.", "training.seed", "output.name", "description.x"])),
+        st.one_of(st.lists(VALUES, max_size=4), VALUES))
+    wide = st.tuples(st.sampled_from(["training.epochs", "training.batch_size"]),
+                     st.lists(st.integers(1, 64), min_size=30, max_size=40, unique=True))
+    axes = dict(draw(st.lists(st.one_of(plausible, plausible, odd, wide), max_size=3)))
+    fixed = dict(draw(st.lists(st.one_of(plausible.map(lambda kv: (kv[0], kv[1][0])),
+                                         odd.map(lambda kv: (kv[0], kv[1]))), max_size=2)))
+    if axes or draw(st.booleans()):
+        raw["axes"] = axes
+    if fixed or draw(st.booleans()):
+        raw["set"] = fixed
+    return raw
+
+
+@pytest.mark.slow
+@settings(FUZZ, max_examples=400)
+@given(raw=sweep_dicts(), cut=st.one_of(st.none(), st.none(), st.none(), st.integers(0, 300)))
+@example(raw={"base": "raw/template", "mode": "random", "trials": 10**6, "sample_seed": -5,
+              "axes": {"model.dropout": [0.1, 0.2]}}, cut=None)
+@example(raw={"base": "raw/template", "seeds": 2, "axes": {
+    "model.dropout": [i / 100 for i in range(40)], "training.epochs": list(range(1, 40))}},
+    cut=None)
+@example(raw={"base": ".", "axes": {"model.dropout": [0.1]}}, cut=None)
+@example(raw={"base": "a\x00b.toml", "axes": {"model.dropout": [0.1]}}, cut=None)
+def test_sweep_loader_raises_only_config_error(scratch, raw, cut):
+    from hypothesis import event
+
+    from mnistlab.experiments.sweep import load_sweep, sweep_points
+
+    path = scratch / "sweep.toml"
+    text = tomli_w.dumps(raw)
+    path.write_text(text if cut is None else text[:cut], encoding="utf-8")
+    try:
+        points = sweep_points(load_sweep(path))
+    except ConfigError as exc:
+        assert "\n" not in str(exc), str(exc)
+        event("refused: " + ("size" if "--max-points" in str(exc) else "config"))
+        return
+    event("loaded")
+    assert 1 <= len(points) <= 1000
+    assert all(isinstance(pt.experiment, Experiment) for pt in points)

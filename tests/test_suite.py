@@ -108,3 +108,32 @@ def test_cli_suite_list_and_dry_run(capsys):
     out = capsys.readouterr().out
     assert "lab-raw-final-s1  epochs 15  seed 1" in out
     assert main(["suite", "run", "nope"]) == 2
+
+
+def test_suite_run_refuses_jobs_0_and_a_file_runs_folder_before_anything(tmp_path, capsys,
+                                                                          monkeypatch):
+    from mnistlab.config.load import to_toml
+    from mnistlab.runs import execute
+
+    path = _suite_file(tmp_path, 'experiments = ["raw/template"]')
+    quick = ["--set", "training.epochs=1", "--set", "data.train_samples=60"]
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    assert main(["suite", "run", str(path), "--runs-dir", str(blocker), *quick]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a file" in err and "unexpected" not in err
+    assert blocker.read_text() == "keep me"
+    # an interrupted run of the suite waits in the runs folder: --jobs 0 must not resume it
+    (exp,) = suite_experiments(load_suite(path), overrides=quick[1::2])
+    run = tmp_path / "runs" / "20260101-000000-mine-raw-template-s0"
+    run.mkdir(parents=True)
+    write_status(run, "interrupted", epochs_done=0)
+    (run / "config.toml").write_text(to_toml(exp))
+    resumed = []
+    monkeypatch.setattr(execute, "resume_run", lambda *a, **k: resumed.append(a))
+    assert main(["suite", "run", str(path), "--jobs", "0", *quick]) == 2
+    assert "--jobs must be an int >= 1; got 0" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--jobs"):
+        run_suite(load_suite(path), jobs=0, overrides=quick[1::2])
+    assert resumed == []
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.name]

@@ -295,3 +295,142 @@ def test_dry_run_lists_runs_and_runs_nothing(tmp_path, capsys):
     assert "s-p001-s4 model.dropout=0.0" in out and "s-p002-s9 model.dropout=0.5" in out
     assert "4 runs (2 points x 2 seeds)" in out
     assert not (tmp_path / "runs").exists()
+
+
+# --- size limit, refusals before anything is written, the appended record, Ctrl-C -------------
+
+BIG_AXES = ('"model.dropout" = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5]\n'
+            '"optimizer.learning_rate" = [0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005, '
+            '0.0002, 0.0001]\n'
+            '"training.batch_size" = [8, 16, 24, 32, 48, 64, 96, 128, 192, 256]')
+
+
+def test_more_than_1000_runs_needs_max_points(tmp_path, capsys):
+    path = tiny_sweep(tmp_path, BIG_AXES, "seeds = 1")  # 11 x 10 x 10 = 1,100 points
+    assert main(["sweep", "run", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "1,100 runs (1,100 points x 1 seeds) is more than --max-points 1,000" in err
+    assert main(["sweep", "run", str(path)]) == 2
+    assert not (tmp_path / "runs").exists()
+    capsys.readouterr()
+    assert main(["sweep", "run", str(path), "--dry-run", "--max-points", "1100"]) == 0
+    assert "1100 runs (1100 points x 1 seeds)" in capsys.readouterr().out
+    from mnistlab.commands.sweep import MAX_POINTS as CLI_DEFAULT
+    from mnistlab.experiments.sweep import MAX_POINTS, sweep_size
+
+    assert CLI_DEFAULT == MAX_POINTS == 1000
+    assert sweep_size(load_sweep(path)) == (1100, 1100)
+    # seeds count: 400 points x 3 seeds is 1,200 trainings
+    seeded = tiny_sweep(tmp_path, '"model.hidden" = [' + ", ".join(f"[{n}]" for n in
+                                                                     range(1, 401)) + "]",
+                        "seeds = 3", name="seeded")
+    with pytest.raises(ConfigError, match=r"1,200 runs \(400 points x 3 seeds\)"):
+        sweep_points(load_sweep(seeded))
+    assert len(sweep_points(load_sweep(seeded), max_points=1200)) == 1200
+    # a grid of 10^12 points is refused from its size alone, at once
+    huge = tiny_sweep(tmp_path, BIG_AXES + '\n"model.hidden" = [' + ", ".join(
+        f"[{n}]" for n in range(1, 1001)) + "]\n" + '"training.epochs" = ' + str(
+        list(range(1, 1001))), "seeds = 1", name="huge")
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="1,100,000,000 runs"):
+        run_sweep(load_sweep(huge))
+    assert time.monotonic() - start < 10
+    assert main(["sweep", "run", str(path), "--dry-run", "--max-points", "0"]) == 2
+
+
+def test_random_draw_from_a_grid_past_sys_maxsize():
+    from mnistlab.experiments.sweep import Sweep, _combos, sweep_size
+
+    axes = {f"model.x{i}": list(range(1000)) for i in range(7)}  # 10^21 > sys.maxsize points
+    sweep = Sweep("r", "r.toml", "raw/template", (0,), "random", 4, 3, {}, axes)
+    assert sweep_size(sweep) == (4, 4)
+    first, again = _combos(sweep), _combos(sweep)
+    assert first == again and len(set(first)) == 4 and all(len(c) == 7 for c in first)
+
+
+def test_jobs_0_and_a_runs_folder_that_is_a_file_are_refused_before_anything_is_written(
+        tmp_path, capsys):
+    path = tiny_sweep(tmp_path, '"model.hidden" = [[8], [12]]')
+    assert main(["sweep", "run", str(path), "--jobs", "0", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--jobs must be an int >= 1; got 0" in err
+    assert not (tmp_path / "runs").exists()  # no manifest either
+    with pytest.raises(ConfigError, match="--jobs"):
+        run_sweep(load_sweep(path), jobs=0)
+    assert not (tmp_path / "runs").exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    for runs_dir, says in ((blocker, "is a file"), (blocker / "runs", "lies under")):
+        assert main(["sweep", "run", str(path), "--jobs", "1", "--quiet",
+                     "--runs-dir", str(runs_dir)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err and "unexpected" not in err
+    assert blocker.read_text() == "keep me"
+
+
+def test_manifest_is_written_once_and_outcomes_are_appended(tiny_dataset, tmp_path,
+                                                            monkeypatch):
+    import mnistlab.atomic as atomic
+
+    path = tiny_sweep(tmp_path, '"model.hidden" = [[8], [12], [16]]', "seeds = 1")
+    writes: list[str] = []
+    real = atomic.atomic_write_bytes
+
+    def spy(target, data):
+        writes.append(Path(target).name)
+        return real(target, data)
+
+    monkeypatch.setattr(atomic, "atomic_write_bytes", spy)
+    outcomes = run_sweep(load_sweep(path))
+    assert [o.status for o in outcomes] == ["complete"] * 3
+    assert writes.count("manifest.json") == 1  # not once per finished run
+    folder = tmp_path / "runs" / ".sweeps" / "s"
+    lines = [json.loads(x) for x in (folder / "outcomes.jsonl").read_text().splitlines()]
+    assert [(x["point"], x["status"]) for x in lines] == [(1, "complete"), (2, "complete"),
+                                                         (3, "complete")]
+    assert [x["run"] for x in lines] == [o.run_dir.name for o in outcomes]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [p["digest"] for p in manifest["points"]] == [x["digest"] for x in lines]
+    run_sweep(load_sweep(path))  # a rerun appends "skipped" lines; readers take the latest
+    lines = (folder / "outcomes.jsonl").read_text().splitlines()
+    assert len(lines) == 6 and all('"skipped"' in x for x in lines[3:])
+    with open(folder / "outcomes.jsonl", "a") as fh:
+        fh.write('{"digest": "cut sho')  # a crash mid-append leaves half a line
+    _, _, rows = sweep_results(path)
+    _, _, by_name = sweep_results("s")
+    assert [len(r.accuracies) for r in rows] == [len(r.accuracies) for r in by_name] == [1, 1, 1]
+
+
+def test_ctrl_c_marks_the_running_point_interrupted(tiny_dataset, tmp_path, monkeypatch,
+                                                    capsys):
+    import signal
+
+    from mnistlab.errors import RunInterrupted
+    from mnistlab.runs import execute
+
+    path = tiny_sweep(tmp_path, '"model.hidden" = [[8], [12], [16]]', "seeds = 1")
+    real_fit, calls = execute.fit, []
+
+    def fit_with_ctrl_c_in_the_second_run(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            signal.raise_signal(signal.SIGINT)  # as a Ctrl-C: training stops at a batch boundary
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(execute, "fit", fit_with_ctrl_c_in_the_second_run)
+    with pytest.raises(RunInterrupted) as info:
+        run_sweep(load_sweep(path))
+    folder = tmp_path / "runs" / ".sweeps" / "s"
+    lines = [json.loads(x) for x in (folder / "outcomes.jsonl").read_text().splitlines()]
+    assert [(x["point"], x["status"]) for x in lines] == [(1, "complete"), (2, "interrupted")]
+    run_dir = tmp_path / "runs" / lines[1]["run"]
+    assert run_dir.is_dir() and run_dir.name.endswith("s-p002-s0")
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
+    assert info.value.run_dir == run_dir and str(run_dir) in str(info.value)  # not the temp dir
+    _, _, rows = sweep_results("s")
+    assert [len(r.accuracies) for r in rows] == [1, 0, 0] and rows[1].errors == []
+    calls.clear()
+    assert main(["sweep", "run", str(path), "--jobs", "1"]) == 130
+    out = capsys.readouterr().out
+    assert "s-p003-s0: interrupted; continue with: mnistlab resume" in out  # p002 trained anew

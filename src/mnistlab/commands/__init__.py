@@ -63,7 +63,12 @@ def experiment_from_args(args: argparse.Namespace):
 
 
 def _toml_string(text: str) -> str:
-    return json.dumps(text)  # a JSON string is a valid TOML basic string
+    """`text` as a TOML basic string, non-ASCII kept as it is (JSON's `\\ud83d\\ude42` surrogate
+    pairs are not valid TOML escapes); only quotes, backslashes and control characters escaped.
+    A lone surrogate (an undecodable argument) stays escaped, so TOML refuses it by name."""
+    body = json.dumps(text, ensure_ascii=False)[1:-1]  # escapes ", \\ and U+0000..U+001F
+    return '"' + "".join(f"\\u{ord(c):04x}" if c == "\x7f" or "\ud800" <= c <= "\udfff" else c
+                         for c in body) + '"'
 
 
 def add_io_args(p: argparse.ArgumentParser, data: bool = True) -> None:

@@ -120,9 +120,13 @@ def data_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> int:
+    """The datasets table; exit 2 when a dataset found does not verify, or none is found."""
+    import sys
+
     from rich.table import Table
 
     from mnistlab.data.load import dataset_status
+    from mnistlab.errors import EXIT_USAGE
 
     table = Table(title="datasets")
     for col in ("dataset", "location", "verified", "detail"):
@@ -132,6 +136,17 @@ def cmd_data(args: argparse.Namespace) -> int:
         verified = "yes" if r["verified"] else ("not checked" if args.no_verify else "no")
         table.add_row(r["dataset"], r["location"] or "-", verified, r["detail"])
     console().print(table)
+    broken = [r["dataset"] for r in rows
+              if r["location"] and not r["verified"] and not args.no_verify]
+    if broken:
+        print(f"mnistlab data: error: {', '.join(broken)} found but not verified (see detail); "
+              "delete the damaged files and fetch them again", file=sys.stderr)
+        return EXIT_USAGE
+    if not any(r["location"] for r in rows):
+        where = f"in {args.data_dir}" if args.data_dir else "in any place looked"
+        print(f"mnistlab data: error: no dataset found {where}; put the IDX files in "
+              "DIR/mnist/ and pass --data-dir DIR or set MNISTLAB_DATA=DIR", file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 
@@ -140,17 +155,24 @@ def runs_args(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    """The runs table; a damaged run is a row saying so. A `--runs-dir` that does not exist, or
+    is not a folder, is an error (exit 2), not an empty table."""
     from rich.markup import escape
     from rich.table import Table
 
+    from mnistlab.errors import RunError
     from mnistlab.runs.directory import list_runs, runs_root
 
-    table = Table(title=escape(str(runs_root(args.runs_dir))))
+    root = runs_root(args.runs_dir)
+    infos = list_runs(root)  # RunError when root is a file or cannot be listed
+    if args.runs_dir is not None and not root.is_dir():
+        raise RunError(f"{root}: no such runs folder (--runs-dir); pass an existing folder")
+    table = Table(title=escape(str(root)))
     for col in ("run", "status", "dataset", "features", "model", "batch", "epochs", "test acc",
                 "problems"):
         table.add_column(col)
-    for info in list_runs(runs_root(args.runs_dir)):
-        cfg = info.config or {}  # load_run guarantees a dict of section dicts (or None)
+    for info in infos:
+        cfg = info.config or {}  # load_run gives a config that validates, or None
         model = cfg.get("model", {})
         desc = f"{model.get('kind', '?')} {model.get('hidden', '')} {model.get('activation', '')}"
         if model.get("kind") == "cnn":

@@ -75,6 +75,7 @@ class _SuiteProgress:
 def cmd_suite(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from mnistlab.experiments.executor import check_runs_target
     from mnistlab.experiments.suite import load_suite, run_suite, suite_experiments, suite_names
 
     if args.suite_command == "list":
@@ -93,6 +94,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
         for e in experiments:
             print(f"{e.output.name}  epochs {e.training.epochs}  seed {e.training.seed}")
         return 0
+    check_runs_target(args.runs_dir, args.jobs)  # one line, before the progress display
     with _SuiteProgress(experiments) as progress:
         outcomes = run_suite(suite, args.seeds, args.epochs_scale, args.jobs, args.runs_dir,
                              args.data_dir, args.cluster, args.overrides, on_event=progress)

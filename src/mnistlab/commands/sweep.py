@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 
 from mnistlab.commands import add_fast_arg, add_io_args, console
-from mnistlab.errors import EXIT_RUNTIME
+from mnistlab.errors import EXIT_RUNTIME, ConfigError
+
+MAX_POINTS = 1000  # as mnistlab.experiments.sweep.MAX_POINTS (not imported: keeps `--help` light)
 
 
 def sweep_args(p: argparse.ArgumentParser) -> None:
@@ -19,6 +21,8 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
     r.add_argument("--cluster", metavar="ADDRESS", help="submit to this Dask scheduler, e.g. "
                    "tcp://host:8786 (default: $MNISTLAB_DASK; unset = this machine)")
     r.add_argument("--dry-run", action="store_true", help="validate and list the points only")
+    r.add_argument("--max-points", type=int, default=MAX_POINTS, metavar="N",
+                   help=f"refuse sweeps of more than N runs, points x seeds (default {MAX_POINTS})")
     add_fast_arg(r)
     r.add_argument("--quiet", action="store_true", help="no live progress")
     add_io_args(r)
@@ -61,6 +65,13 @@ class SweepProgress:
         name = self.points[index].experiment.output.name
         if kind == "started":
             self.running.add(index)
+        elif kind == "interrupted":  # Ctrl-C: the run keeps its checkpoint
+            self.running.discard(index)
+            run = payload.get("run_dir")
+            if not self.quiet:
+                self.console.print(f"{name}: interrupted"
+                                   + (f"; continue with: mnistlab resume {run}" if run else ""),
+                                   highlight=False, markup=False, soft_wrap=True)
         else:
             self.running.discard(index)
             self.counts[kind] += 1
@@ -86,11 +97,16 @@ class SweepProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mnistlab.experiments.executor import _usable_cores, cluster_address
+    from mnistlab.experiments.executor import _usable_cores, check_runs_target, cluster_address
     from mnistlab.experiments.sweep import load_sweep, run_sweep, sweep_points
 
+    if args.max_points < 1:
+        raise ConfigError(f"--max-points must be an int >= 1; got {args.max_points}")
+    if args.jobs is not None and args.jobs < 1:
+        raise ConfigError(f"--jobs must be an int >= 1; got {args.jobs}")
     sweep = load_sweep(args.sweep)
-    points = sweep_points(sweep)  # every bad axis value fails here, before anything runs
+    # every bad axis value, and a sweep larger than --max-points, fails here, before anything runs
+    points = sweep_points(sweep, args.max_points)
     if args.dry_run:
         for pt in points:
             print(pt.experiment.output.name, " ".join(f"{k}={v!r}" for k, v in pt.values.items()))
@@ -98,12 +114,14 @@ def _run(args: argparse.Namespace) -> int:
               f"{len(sweep.seeds)} seeds)")
         return 0
     jobs = args.jobs if args.jobs is not None else max(1, _usable_cores() // 2)
+    check_runs_target(args.runs_dir, jobs)  # a runs folder that is a file: one line, no manifest
     where = cluster_address(args.cluster)
     if not args.quiet:
         console().print(f"sweep {sweep.name}: {len(points)} runs on "
                         f"{where or f'this machine ({jobs} at a time)'}", highlight=False)
     with SweepProgress(points, args.quiet) as progress:
-        outcomes = run_sweep(sweep, args.runs_dir, args.data_dir, jobs, args.cluster, progress)
+        outcomes = run_sweep(sweep, args.runs_dir, args.data_dir, jobs, args.cluster, progress,
+                             args.max_points)
     failed = sum(o.status == "failed" for o in outcomes)
     _print_table(args.sweep, args.runs_dir, None)
     return EXIT_RUNTIME if failed else 0

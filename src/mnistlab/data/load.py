@@ -90,12 +90,28 @@ def _layouts(spec: DatasetSpec, root: Path, explicit: bool) -> list[Path]:
     return folders
 
 
+def unreadable_folder(folder: Path, exc: OSError) -> DataError:
+    """The one-line data error for a dataset folder the OS refuses to read (permissions)."""
+    why = exc.strerror or type(exc).__name__
+    return DataError(f"{folder}: cannot read the dataset folder ({why}); fix its permissions "
+                     "or pass --data-dir to a readable folder")
+
+
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, except that a folder without permission to look inside is a DataError
+    naming it (pathlib raises PermissionError there rather than answering False)."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        raise unreadable_folder(path.parent, exc) from None
+
+
 def _files_in(folder: Path, spec: DatasetSpec) -> dict[str, Path] | None:
     found = {}
     for key in KEYS:
         name = spec.files[key]
         hits = [folder / (name + ".gz"), folder / name, folder / name.replace("-idx", ".idx")]
-        hit = next((p for p in hits if p.is_file()), None)
+        hit = next((p for p in hits if _is_file(p)), None)
         if hit is None:
             return None
         found[key] = hit
@@ -121,7 +137,7 @@ def find_dataset_files(
             files = _files_in(folder, spec)
             if files:
                 return files, looked
-        if why == "keras" and spec.name == "mnist" and (root / "mnist.npz").is_file():
+        if why == "keras" and spec.name == "mnist" and _is_file(root / "mnist.npz"):
             return root / "mnist.npz", looked
     return None, looked
 

@@ -30,11 +30,11 @@ from typing import Any
 
 from mnistlab.config.load import config_digest
 from mnistlab.config.sections import Experiment
-from mnistlab.errors import ConfigError, MnistlabError, RunError
+from mnistlab.errors import ConfigError, MnistlabError, RunError, RunInterrupted
 from mnistlab.runs.directory import read_status, runs_root
 
-__all__ = ["JobOutcome", "find_complete_run", "complete_runs_by_digest", "run_jobs",
-           "run_remote", "write_run_files", "cluster_address", "EVENT_TOPIC"]
+__all__ = ["JobOutcome", "find_complete_run", "complete_runs_by_digest", "check_runs_target",
+           "run_jobs", "run_remote", "write_run_files", "cluster_address", "EVENT_TOPIC"]
 
 EVENT_TOPIC = "mnistlab-job-started"  # workers announce a task start; the client shows it running
 TASK_RETRIES = 2  # extra attempts for a task whose result could not be delivered
@@ -79,6 +79,26 @@ def complete_runs_by_digest(root: str | Path) -> dict[str, Path]:
 def find_complete_run(root: Path, exp: Experiment) -> Path | None:
     """A complete run in `root` whose config has the same digest as `exp` (seed included)."""
     return complete_runs_by_digest(root).get(config_digest(exp))
+
+
+def check_runs_target(runs_dir=None, jobs: int = 1) -> Path:
+    """The runs root, after refusing what would otherwise fail only after work had started:
+    `jobs` < 1, or a runs folder that is a file, lies under a file, or cannot be written.
+    Writes nothing (the folder is created by the first run)."""
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ConfigError(f"--jobs must be an int >= 1; got {jobs!r}")
+    root = runs_root(runs_dir)
+    fix = "pass --runs-dir to a writable folder"
+    try:
+        existing = next(p for p in (root, *root.absolute().parents) if p.exists())
+    except OSError as exc:
+        raise RunError(f"{root}: cannot reach the runs folder ({exc.strerror}); {fix}") from None
+    if not existing.is_dir():
+        where = "is a file" if existing == root else f"lies under {existing}, which is a file"
+        raise RunError(f"{root}: runs folder {where}; {fix}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise RunError(f"{root}: runs folder is not writable ({existing}); {fix}")
+    return root
 
 
 def cluster_address(cluster: str | None = None) -> str | None:
@@ -183,21 +203,35 @@ def _outcome_from_payload(root: Path, exp: Experiment, payload: dict) -> JobOutc
 
 
 def _run_here(exp: Experiment, root: Path, data_dir) -> JobOutcome:
-    """In this process, through the same hidden folder + rename as remote runs."""
+    """In this process, through the same hidden folder + rename as remote runs.
+
+    A Ctrl-C still moves the run into place; the KeyboardInterrupt is raised again with
+    `run_dir` set to where the run now is, so the caller can record it and `resume` finds it.
+    """
     from mnistlab.runs.execute import run_experiment
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".job-", dir=root))
+    stopped: KeyboardInterrupt | None = None
     try:
         try:
             result = run_experiment(exp, tmp, data_dir)
             status, metrics, error = "complete", result.metrics, None
+        except KeyboardInterrupt as exc:
+            stopped = exc
         except Exception as exc:  # noqa: BLE001 - recorded; the other jobs continue
             status, metrics, error = "failed", None, _one_line(exc)
     finally:  # a failed or interrupted run still lands in the runs folder (resumable)
         made = [p for p in tmp.iterdir() if p.is_dir()]
         run_dir = _move_into(root, made[0], made[0].name) if made else None
         shutil.rmtree(tmp, ignore_errors=True)
+    if stopped is not None:
+        if isinstance(stopped, RunInterrupted) and stopped.run_dir and run_dir:  # say where now
+            moved = RunInterrupted(str(stopped).replace(str(stopped.run_dir), str(run_dir)),
+                                   run_dir)
+            raise moved from None
+        stopped.run_dir = run_dir
+        raise stopped
     return JobOutcome(exp, status, run_dir, metrics, error)
 
 
@@ -213,11 +247,11 @@ def run_jobs(experiments: list[Experiment], runs_dir=None, data_dir=None, jobs: 
     jobs=1 without a cluster runs here, one after another. jobs>1 starts a local Dask cluster of
     `jobs` single-task worker processes, each training with cores // jobs threads. `cluster`
     (or env MNISTLAB_DASK) submits to that scheduler instead. `on_event(kind, index, payload)`
-    receives "skipped", "started", "complete" and "failed" as they happen.
+    receives "skipped", "started", "complete" and "failed" as they happen, and "interrupted" for
+    each run under way when Ctrl-C stops them (then the KeyboardInterrupt goes on up). Bad `jobs`
+    or runs folder are refused before anything runs (`check_runs_target`).
     """
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be an int >= 1; got {jobs}")
-    root = runs_root(runs_dir)
+    root = check_runs_target(runs_dir, jobs)
     emit = on_event or (lambda kind, index, payload: None)
     outcomes: dict[int, JobOutcome] = {}
     done = complete_runs_by_digest(root)
@@ -236,7 +270,12 @@ def run_jobs(experiments: list[Experiment], runs_dir=None, data_dir=None, jobs: 
     if address is None and jobs == 1:
         for i in todo:
             emit("started", i, {"worker": "local"})
-            outcomes[i] = _run_here(experiments[i], root, data_dir)
+            try:
+                outcomes[i] = _run_here(experiments[i], root, data_dir)
+            except KeyboardInterrupt as exc:  # Ctrl-C: say which run it stopped, then stop
+                emit("interrupted", i, {"run_dir": getattr(exc, "run_dir", None),
+                                        "metrics": None, "error": "interrupted (Ctrl-C)"})
+                raise
             _emit_outcome(emit, i, outcomes[i])
     elif todo:
         _run_on_dask(experiments, todo, root, data_dir, jobs, address, emit, outcomes)
@@ -282,6 +321,7 @@ def _run_on_dask(experiments, todo, root, data_dir, jobs, address, emit, outcome
         started.put(msg)
 
     data_arg = str(data_dir) if data_dir is not None else None  # else: the worker's own lookup
+    running: set[int] = set()
     try:
         client.subscribe_topic(EVENT_TOPIC, on_started)
         pending = {}
@@ -293,7 +333,6 @@ def _run_on_dask(experiments, todo, root, data_dir, jobs, address, emit, outcome
             pending[i] = client.submit(run_remote, exp, data_arg, i, key=f"mnistlab-{i}-"
                                        f"{config_digest(exp)}-{uuid.uuid4().hex[:6]}",
                                        retries=TASK_RETRIES, pure=False)
-        running: set[int] = set()
         while pending:
             while not started.empty():
                 msg = started.get()
@@ -315,6 +354,11 @@ def _run_on_dask(experiments, todo, root, data_dir, jobs, address, emit, outcome
                 _emit_outcome(emit, i, outcomes[i])
             if not finished:
                 time.sleep(0.1)
+    except KeyboardInterrupt:  # Ctrl-C here: the tasks under way are lost with the cluster
+        for i in sorted(running):
+            emit("interrupted", i, {"run_dir": None, "metrics": None,
+                                    "error": "interrupted (Ctrl-C) on a Dask worker"})
+        raise
     finally:
         client.close()
         if local is not None:

@@ -134,10 +134,12 @@ def run_suite(suite: Suite, seeds: int = 1, epochs_scale: float = 1.0, jobs: int
               runs_dir=None, data_dir=None, cluster: str | None = None,
               overrides: list[str] | tuple[str, ...] = (), on_event=None):
     """Run every experiment of the suite not already complete; returns the executor's outcomes
-    (`executor.JobOutcome`, one per experiment, in suite order)."""
-    from mnistlab.experiments.executor import run_jobs
+    (`executor.JobOutcome`, one per experiment, in suite order). A bad `jobs` or runs folder is
+    refused before anything is resumed or trained."""
+    from mnistlab.experiments.executor import check_runs_target, run_jobs
 
     experiments = suite_experiments(suite, seeds, epochs_scale, overrides)
+    check_runs_target(runs_dir, jobs)
     _resume_interrupted(experiments, runs_dir, data_dir, on_event)
     return run_jobs(experiments, runs_dir=runs_dir, data_dir=data_dir, jobs=jobs,
                     cluster=cluster, on_event=on_event)

@@ -11,9 +11,11 @@ A sweep file (TOML) reads:
     "model.hidden" = [[50], [100]]
     "model.activation" = ["relu", "tanh"]
 
-Every point is built and validated before anything runs. Runs are named
-`<sweep>-p003-s1` (point 3, seed 1) and found again by their config digest, so a sweep can be
-interrupted, rerun (finished points are skipped) and shown from the runs folder alone.
+Every point is built and validated before anything runs; a sweep of more than MAX_POINTS runs
+(points x seeds) is refused unless asked for with a larger `max_points` (`--max-points N`).
+Runs are named `<sweep>-p003-s1` (point 3, seed 1) and found again by their config digest, so
+a sweep can be interrupted, rerun (finished points are skipped) and shown from the runs folder
+alone; `sweep_manifest` keeps the sweep's own record beside the runs.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import copy
 import itertools
 import random
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +32,21 @@ from typing import Any
 from mnistlab.config.load import config_digest, experiment_from_dict, read_toml, resolve_raw
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import ConfigError
-from mnistlab.experiments.executor import JobOutcome, complete_runs_by_digest, run_jobs
-from mnistlab.runs.directory import runs_root, safe_name, write_json
+from mnistlab.experiments.executor import (
+    JobOutcome,
+    check_runs_target,
+    complete_runs_by_digest,
+    run_jobs,
+)
+from mnistlab.experiments.sweep_manifest import append_outcome, read_manifest, write_manifest
+from mnistlab.runs.directory import runs_root, safe_name
 
-__all__ = ["Sweep", "SweepPoint", "PointResult", "load_sweep", "sweep_points", "run_sweep",
-           "sweep_results", "sweep_dir", "SWEEP_KEYS"]
+__all__ = ["Sweep", "SweepPoint", "PointResult", "load_sweep", "sweep_points", "sweep_size",
+           "check_size", "run_sweep", "sweep_results", "sweep_dir", "SWEEP_KEYS", "MAX_POINTS"]
 
 SWEEP_KEYS = ("name", "base", "seeds", "mode", "trials", "sample_seed", "set", "axes",
               "description")
+MAX_POINTS = 1000  # runs (points x seeds) a sweep may ask for without --max-points
 NOT_AXES = {"training.seed": "use seeds = N", "output.name": "points are named by the sweep"}
 
 
@@ -89,21 +99,25 @@ def load_sweep(path: str | Path) -> Sweep:
     from mnistlab.presets import is_preset
 
     if not is_preset(base) and not Path(base).is_absolute():
-        base = str((path.parent / base).resolve())
+        try:
+            base = str((path.parent / base).resolve())
+        except (OSError, ValueError, RuntimeError) as exc:  # a NUL byte, a symlink loop
+            raise _fail(src, "base", base, f"a usable preset name or file path ({exc})") from None
     seeds = raw.get("seeds", 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool) and 1 <= seeds <= 1000:
         seeds = tuple(range(seeds))
-    elif (isinstance(seeds, list) and seeds and len(set(seeds)) == len(seeds)
-          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+    elif (isinstance(seeds, list) and seeds
+          and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)
+          and len(set(seeds)) == len(seeds)):
         seeds = tuple(seeds)
     else:
         raise _fail(src, "seeds", seeds, "an int in [1, 1000] or a list of distinct ints >= 0")
     mode = raw.get("mode", "grid")
     if mode not in ("grid", "random"):
         raise _fail(src, "mode", mode, "one of 'grid', 'random'")
-    trials = raw.get("trials", 0 if mode == "grid" else None)
-    if mode == "random" and not (isinstance(trials, int) and not isinstance(trials, bool)
-                                 and trials >= 1):
+    trials = raw.get("trials")
+    if (trials is not None or mode == "random") and not (
+            isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1):
         raise _fail(src, "trials", trials, "an int >= 1 (points to draw in random mode)")
     sample_seed = raw.get("sample_seed", 0)
     if not isinstance(sample_seed, int) or isinstance(sample_seed, bool):
@@ -123,7 +137,7 @@ def load_sweep(path: str | Path) -> Sweep:
                 raise _fail(src, f"axis {key}[{j}]", v, "a value not already listed")
     for key in fixed:
         _field(src, "[set]", key)
-    return Sweep(safe_name(name), src, base, seeds, mode, int(trials or 0), sample_seed,
+    return Sweep(safe_name(name), src, base, seeds, mode, trials or 0, sample_seed,
                  dict(fixed), {k: list(v) for k, v in axes.items()})
 
 
@@ -137,14 +151,39 @@ def _with(raw: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _grid_size(sweep: Sweep) -> int:
+    total = 1
+    for values in sweep.axes.values():
+        total *= len(values)
+    return total
+
+
+def sweep_size(sweep: Sweep) -> tuple[int, int]:
+    """(points, runs) without listing them: the grid (random mode: `trials`, at most the grid),
+    and points x seeds, the number of trainings."""
+    points = _grid_size(sweep)
+    if sweep.mode == "random":
+        points = min(sweep.trials, points)
+    return points, points * len(sweep.seeds)
+
+
 def _combos(sweep: Sweep) -> list[tuple[Any, ...]]:
-    sizes = [len(v) for v in sweep.axes.values()]
     if sweep.mode == "grid":
         return list(itertools.product(*sweep.axes.values()))
-    total = 1
-    for n in sizes:
-        total *= n
-    picks = random.Random(sweep.sample_seed).sample(range(total), min(sweep.trials, total))
+    sizes = [len(v) for v in sweep.axes.values()]
+    total = _grid_size(sweep)
+    rng = random.Random(sweep.sample_seed)
+    k = min(sweep.trials, total)
+    if total <= sys.maxsize:
+        picks = rng.sample(range(total), k)
+    else:  # range() has no len() past sys.maxsize: draw until k distinct (k is far smaller)
+        seen: set[int] = set()
+        picks = []
+        while len(picks) < k:
+            flat = rng.randrange(total)
+            if flat not in seen:
+                seen.add(flat)
+                picks.append(flat)
     combos = []
     for flat in picks:  # mixed-radix decoding, so a huge grid is never listed
         digits = []
@@ -155,8 +194,21 @@ def _combos(sweep: Sweep) -> list[tuple[Any, ...]]:
     return combos
 
 
-def sweep_points(sweep: Sweep) -> list[SweepPoint]:
-    """Every (point, seed) as a validated experiment; any bad axis value fails here, by name."""
+def check_size(sweep: Sweep, max_points: int | None = MAX_POINTS) -> None:
+    """ConfigError when the sweep asks for more than `max_points` runs (None: no limit), before
+    a single point is built: a grid typed one axis too wide costs a message, not a day."""
+    points, runs = sweep_size(sweep)
+    if max_points is not None and runs > max_points:
+        raise ConfigError(f"{sweep.source}: {runs:,} runs ({points:,} points x "
+                          f"{len(sweep.seeds)} seeds) is more than --max-points {max_points:,}; "
+                          f"pass --max-points {runs} to run them all, or narrow the axes")
+
+
+def sweep_points(sweep: Sweep, max_points: int | None = MAX_POINTS) -> list[SweepPoint]:
+    """Every (point, seed) as a validated experiment; any bad axis value fails here, by name.
+
+    More than `max_points` runs (points x seeds) is refused first (`check_size`)."""
+    check_size(sweep, max_points)
     base, _ = resolve_raw(sweep.base)
     base = _with(base, {})
     base.pop("description", None)
@@ -183,30 +235,40 @@ def sweep_dir(name: str, runs_dir: str | Path | None = None) -> Path:
     return runs_root(runs_dir) / ".sweeps" / safe_name(name)
 
 
-def _manifest(sweep: Sweep, points: list[SweepPoint], outcomes: dict[int, dict]) -> dict:
+def _manifest(sweep: Sweep, points: list[SweepPoint], digests: list[str]) -> dict:
     return {"name": sweep.name, "source": sweep.source, "base": sweep.base, "mode": sweep.mode,
             "seeds": list(sweep.seeds), "axes": sweep.axes, "set": sweep.fixed,
             "points": [{"point": pt.point, "seed": pt.seed, "values": pt.values,
-                        "name": pt.experiment.output.name,
-                        "digest": config_digest(pt.experiment), **outcomes.get(i, {})}
-                       for i, pt in enumerate(points)]}
+                        "name": pt.experiment.output.name, "digest": digest}
+                       for pt, digest in zip(points, digests, strict=True)]}
+
+
+OUTCOME_KINDS = ("complete", "skipped", "failed", "interrupted")  # recorded in outcomes.jsonl
 
 
 def run_sweep(sweep: Sweep, runs_dir=None, data_dir=None, jobs: int = 1,
-              cluster: str | None = None, on_event=None) -> list[JobOutcome]:
-    """Validate every point, then run those not yet complete; returns one outcome per run."""
-    points = sweep_points(sweep)
+              cluster: str | None = None, on_event=None,
+              max_points: int | None = MAX_POINTS) -> list[JobOutcome]:
+    """Validate every point, then run those not yet complete; returns one outcome per run.
+
+    Refused before anything is written: more than `max_points` runs, `jobs` < 1, a runs folder
+    that is a file or cannot be created. The manifest is written once; each outcome is then one
+    appended line, and a Ctrl-C records the runs under way as "interrupted" (their run
+    directories keep the checkpoint for `mnistlab resume`).
+    """
+    points = sweep_points(sweep, max_points)
+    check_runs_target(runs_dir, jobs)
     folder = sweep_dir(sweep.name, runs_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    recorded: dict[int, dict] = {}
-    write_json(folder / "manifest.json", _manifest(sweep, points, recorded))
+    digests = [config_digest(pt.experiment) for pt in points]
+    write_manifest(folder, _manifest(sweep, points, digests))
 
     def record(kind: str, index: int, payload: dict) -> None:
-        if kind in ("complete", "skipped", "failed"):
+        if kind in OUTCOME_KINDS:
             run = payload.get("run_dir")
-            recorded[index] = {"status": kind, "run": run.name if run else None,
-                               "error": payload.get("error")}
-            write_json(folder / "manifest.json", _manifest(sweep, points, recorded))
+            pt = points[index]
+            append_outcome(folder, {"digest": digests[index], "point": pt.point, "seed": pt.seed,
+                                    "status": kind, "run": run.name if run else None,
+                                    "error": payload.get("error")})
         if on_event:
             on_event(kind, index, payload)
 
@@ -243,9 +305,10 @@ def _manifest_points(source: str | Path, runs_dir) -> tuple[str, list[dict]]:
     path = Path(source)
     if path.is_file():
         sweep = load_sweep(path)
-        old = {p["digest"]: p for p in _read_manifest(sweep.name, runs_dir).get("points", [])}
+        old = {p["digest"]: p for p in _read_manifest(sweep.name, runs_dir).get("points", [])
+               if isinstance(p, dict) and isinstance(p.get("digest"), str)}
         pts = [{"point": pt.point, "seed": pt.seed, "values": pt.values,
-                "digest": config_digest(pt.experiment)} for pt in sweep_points(sweep)]
+                "digest": config_digest(pt.experiment)} for pt in sweep_points(sweep, None)]
         return sweep.name, [{**old.get(p["digest"], {}), **p} for p in pts]
     manifest = _read_manifest(str(source), runs_dir)
     if not manifest:
@@ -255,12 +318,7 @@ def _manifest_points(source: str | Path, runs_dir) -> tuple[str, list[dict]]:
 
 
 def _read_manifest(name: str, runs_dir) -> dict:
-    import json
-
-    try:
-        return json.loads((sweep_dir(name, runs_dir) / "manifest.json").read_text())
-    except (OSError, ValueError):
-        return {}
+    return read_manifest(sweep_dir(name, runs_dir))
 
 
 def sweep_results(source: str | Path, runs_dir=None) -> tuple[str, list[str], list[PointResult]]:

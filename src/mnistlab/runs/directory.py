@@ -14,6 +14,7 @@ import json
 import os
 import re
 import time
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,10 +36,22 @@ def runs_root(runs_dir: str | Path | None = None) -> Path:
     return Path(os.environ.get("MNISTLAB_RUNS") or "runs").expanduser()
 
 
+SLUG_CHARS = 80  # a directory slug keeps at most this many characters...
+SLUG_BYTES = 160  # ...and this many UTF-8 bytes (a path component is limited to 255 bytes)
+
+
 def safe_name(name: str) -> str:
-    """A run name usable as one path component: no separators, no dot-dot, no odd characters."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip(".-")
-    return slug[:80] or "run"
+    """A run name usable as one path component: no separators, no dot-dot, no odd characters.
+
+    Letters and digits of any script are kept (`数字🙂` -> `数字`), everything else
+    becomes `-`; the name itself is kept unchanged in config.toml, only the folder uses the slug.
+    """
+    text = unicodedata.normalize("NFC", name)
+    slug = re.sub(r"[^\w.-]+", "-", text).strip(".-")
+    slug = slug[:SLUG_CHARS]
+    while len(slug.encode("utf-8")) > SLUG_BYTES:
+        slug = slug[:-1]
+    return slug.strip(".-") or "run"
 
 
 def create_run_dir(root: Path, name: str) -> Path:
@@ -64,7 +77,16 @@ def create_run_dir(root: Path, name: str) -> Path:
 
 
 def write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
+    """JSON as UTF-8 text: names and messages stay readable (`数字`, not `\\u6570\\u5b57`).
+
+    Text that UTF-8 cannot hold (a lone surrogate from an undecodable argument) is escaped.
+    """
+    text = json.dumps(data, indent=2, sort_keys=False, ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(data, indent=2, sort_keys=False)
+    atomic_write_text(path, text + "\n")
 
 
 def write_status(run_dir: Path, status: str, **extra: Any) -> None:
@@ -160,27 +182,58 @@ def _process_gone(pid: object) -> bool:
     return False
 
 
-def load_run(path: str | Path) -> RunInfo:
-    """Read a run directory without ever raising on damaged content."""
-    import tomllib
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """Why a config.toml that parsed is still not one this version can use (None when it is):
+    the same validation a resume applies, so `layers = 5` is caught here, not in a listing."""
+    from mnistlab.config.load import experiment_from_dict
+    from mnistlab.errors import ConfigError
 
+    if not all(isinstance(v, dict) for k, v in config.items() if k != "description"):
+        return "config.toml: not a table of sections"
+    try:
+        experiment_from_dict(config, "config.toml")
+    except ConfigError as exc:
+        return str(exc)
+    except (RecursionError, ValueError, TypeError) as exc:  # a hostile value, not a config
+        return f"config.toml: {type(exc).__name__}"
+    return None
+
+
+def load_run(path: str | Path) -> RunInfo:
+    """Read a run directory without ever raising on damaged content.
+
+    A run whose config.toml does not validate, or whose files cannot be read, is returned with
+    status "corrupt", `config` None and the reason in `problems`.
+    """
     path = Path(path)
     if not path.is_dir():
         raise RunError(f"{path}: not a run directory")
+    try:
+        return _read_run(path)
+    except OSError as exc:  # e.g. a run folder without read permission
+        why = exc.strerror or type(exc).__name__
+        return RunInfo(path, "corrupt", None, None, None, [f"unreadable ({why})"])
+
+
+def _read_run(path: Path) -> RunInfo:
+    import tomllib
+
     problems: list[str] = []
     status = read_status(path)
     config = metrics = history = None
+    bad_config = False
     try:
-        config = tomllib.loads((path / "config.toml").read_text())
+        config = tomllib.loads((path / "config.toml").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         problems.append(f"config.toml: {type(exc).__name__}")
-    if config is not None and not all(isinstance(v, dict) for k, v in config.items()
-                                      if k != "description"):
-        problems.append("config.toml: not a table of sections")
-        config = None
+    if config is not None:
+        problem = _config_problem(config)
+        if problem:
+            problems.append(problem)
+            config, bad_config = None, True
     if status["status"] == "complete":
         try:
-            metrics = json.loads((path / "metrics.json").read_text())
+            metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             problems.append(f"metrics.json: {type(exc).__name__}")
         if metrics is not None and not (isinstance(metrics, dict) and isinstance(
@@ -202,16 +255,21 @@ def load_run(path: str | Path) -> RunInfo:
     if status["status"] == "corrupt":
         problems.insert(0, status["detail"])
     state = status["status"]
-    if state == "complete" and problems:
+    if (state == "complete" and problems) or bad_config:
         state = "corrupt"
     return RunInfo(path, state, config, metrics, history, problems)
 
 
 def list_runs(root: Path) -> list[RunInfo]:
-    """Every run directory under `root`, oldest first."""
-    if not root.is_dir():
-        return []
+    """Every run directory under `root`, oldest first; a damaged run is listed, never raised.
+
+    Raises RunError when `root` is not a folder that can be listed (a missing root is empty).
+    """
     try:
+        if not root.exists():
+            return []
+        if not root.is_dir():
+            raise RunError(f"{root}: is a file, not a runs folder; pass --runs-dir to a folder")
         children = sorted(root.iterdir())
     except OSError as exc:
         raise RunError(f"{root}: cannot list the runs folder ({exc.strerror})") from None

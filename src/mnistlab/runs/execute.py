@@ -144,13 +144,12 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
             raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
     splits, spec = prepare_data(exp, data_dir)
     device = resolve_device(exp.training.device)
-    write_status(run_dir, "running", resumed=True)
-    return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter)
+    return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter, resumed=True)
 
 
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
-                device: torch.device, checkpoint: dict | None, reporter: Reporter | None
-                ) -> RunResult:
+                device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
+                resumed: bool = False) -> RunResult:
     threads = set_threads(exp.training.threads)
     in_shape = tuple(splits.x_train.shape[1:])
     n_classes = len(spec.class_names)
@@ -162,7 +161,10 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     history = History()
     position = None
     if checkpoint is not None:
-        position = restore_checkpoint(checkpoint, model, optimizer, history)
+        position = restore_checkpoint(checkpoint, model, optimizer, history,
+                                      run_dir / "checkpoint.pt")
+    if resumed:  # only now: a checkpoint that does not fit leaves the status as it was
+        write_status(run_dir, "running", resumed=True)
     train, val, test = _tensors(splits, device)
 
     def save(position=None) -> None:

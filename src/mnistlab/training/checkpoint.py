@@ -19,7 +19,8 @@ from mnistlab.errors import RunError
 from mnistlab.training.interrupt import EpochPosition
 from mnistlab.training.loop import History
 
-__all__ = ["CHECKPOINT_KEYS", "save_checkpoint", "load_checkpoint", "restore_checkpoint"]
+__all__ = ["CHECKPOINT_KEYS", "save_checkpoint", "load_checkpoint", "checkpoint_mismatch",
+           "restore_checkpoint"]
 
 CHECKPOINT_KEYS = ("model", "optimizer", "torch_rng", "history", "epochs_done", "config_digest")
 
@@ -53,10 +54,72 @@ def load_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+def _shape(value: object) -> str:
+    return str(tuple(value.shape)) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def checkpoint_mismatch(checkpoint: dict, model: nn.Module,
+                        optimizer: torch.optim.Optimizer) -> str | None:
+    """Why a loaded checkpoint does not fit this model and optimiser (None when it does).
+
+    Checked before anything is restored, so a checkpoint from another architecture (or one whose
+    tensors were damaged into other shapes) is refused like an unreadable one instead of failing
+    half-way through `load_state_dict`.
+    """
+    saved, wanted = checkpoint["model"], model.state_dict()
+    if not isinstance(saved, dict):
+        return f"model is a {type(saved).__name__}, not a state dict"
+    if set(saved) != set(wanted):
+        odd = sorted(set(saved) ^ set(wanted), key=str)
+        return f"model weights {', '.join(map(str, odd[:3]))} do not match the model's"
+    for key, tensor in wanted.items():
+        value = saved[key]
+        if not isinstance(value, torch.Tensor) or value.shape != tensor.shape:
+            return f"model {key} has shape {_shape(value)}; the model needs {tuple(tensor.shape)}"
+    opt = checkpoint["optimizer"]
+    groups = [g["params"] for g in optimizer.param_groups]
+    if not (isinstance(opt, dict) and isinstance(opt.get("state"), dict)
+            and isinstance(opt.get("param_groups"), list)
+            and [len(g.get("params", ())) if isinstance(g, dict) else -1
+                 for g in opt["param_groups"]] == [len(g) for g in groups]):
+        return "optimizer state does not match the model's parameters"
+    params = [p for g in groups for p in g]
+    for index, slots in opt["state"].items():
+        if not (isinstance(index, int) and 0 <= index < len(params) and isinstance(slots, dict)):
+            return f"optimizer state names parameter {index!r}, which the model does not have"
+        for name, value in slots.items():
+            if (isinstance(value, torch.Tensor) and value.dim() > 0
+                    and value.shape != params[index].shape):
+                return (f"optimizer {name} of parameter {index} has shape {_shape(value)}; the "
+                        f"parameter has {tuple(params[index].shape)}")
+    rng = checkpoint["torch_rng"]
+    now = torch.get_rng_state()
+    if not (isinstance(rng, torch.Tensor) and rng.dtype == now.dtype and rng.shape == now.shape):
+        return f"torch_rng has shape {_shape(rng)}; expected {tuple(now.shape)}"
+    history = checkpoint["history"]
+    if not (isinstance(history, dict) and set(history) <= set(History().as_dict())
+            and all(isinstance(v, list) for v in history.values())):
+        return "history is not a table of per-epoch lists"
+    position = checkpoint.get("position")
+    fields = {f.name for f in dataclasses.fields(EpochPosition)}
+    if position is not None and not (isinstance(position, dict) and set(position) == fields):
+        return "position is not an epoch position"
+    return None
+
+
 def restore_checkpoint(checkpoint: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
-                       history: History) -> EpochPosition | None:
+                       history: History, source: str | Path = "checkpoint"
+                       ) -> EpochPosition | None:
     """Put a loaded checkpoint back into model, optimiser, RNG and history; returns the position
-    inside the epoch that was under way, if training stopped mid-epoch."""
+    inside the epoch that was under way, if training stopped mid-epoch.
+
+    Raises RunError, before changing anything, when the checkpoint does not fit the model
+    (`checkpoint_mismatch`); `source` names it in the message.
+    """
+    why = checkpoint_mismatch(checkpoint, model, optimizer)
+    if why is not None:
+        raise RunError(f"{source}: does not fit this run ({why}); cannot resume. Delete it to "
+                       "restart the run from epoch 1")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["torch_rng"])
