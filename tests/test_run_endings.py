@@ -208,8 +208,7 @@ def test_out_of_memory_while_building_marks_the_run_failed_with_the_reason(
     assert status["status"] == "failed" and status["epochs_done"] == 0
     assert status["error"] == ("RuntimeError: DefaultCPUAllocator: not enough memory: you tried "
                                "to allocate 68719476736 bytes.")
-    assert (list_runs(tmp_path / "cut")[0].status, (run_dir / LOCK_FILE).exists()) == \
-        ("failed", True)
+    assert list_runs(tmp_path / "cut")[0].status == "failed"
     with lock_run_dir(run_dir):  # released on the way out
         pass
     _same_result(reference.run_dir, resume_run(run_dir).run_dir)  # then it trains from scratch

@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if args.debug:
             raise
-        print(f"mnistlab {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+        first = (str(exc).strip().splitlines() or [""])[0]  # torch's messages can run on
+        print(f"mnistlab {args.command}: unexpected error: {type(exc).__name__}: {first} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_RUNTIME
     finally:

@@ -97,8 +97,9 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
                            "wait for it to end, or stop it first", pid) from None
         except OSError as exc:
             raise RunError(f"{path}: cannot lock the run directory ({exc.strerror})") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        with contextlib.suppress(OSError):  # the pid only informs; a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         yield
     finally:
         os.close(fd)  # releases the lock
