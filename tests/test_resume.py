@@ -1,5 +1,5 @@
-"""Nothing lost: checkpoints, Ctrl-C, SIGKILL + resume (bit-identical), damaged run folders,
-path safety and full disks."""
+"""Nothing lost: checkpoints, Ctrl-C, SIGTERM, SIGKILL + resume (bit-identical), run locks,
+damaged run folders, path safety and full disks."""
 
 from __future__ import annotations
 
@@ -230,6 +230,80 @@ def test_sigint_on_a_real_process_saves_its_position_and_exits_130(real_runs, tm
     assert status["status"] == "interrupted" and status["epochs_done"] == checkpoint["epochs_done"]
     assert status["batches_done"] == (checkpoint["position"] or {}).get("batch", 0)
     assert f"epoch {status['epochs_done']}" in err
+
+
+@pytest.mark.slow
+def test_sigterm_on_a_real_process_stops_like_ctrl_c_exits_143_and_resumes_identically(
+        real_runs, tmp_path):
+    # What `kill`, systemd and batch schedulers send: same clean stop as Ctrl-C, exit 143.
+    toml, reference, cache = real_runs
+    proc = _cli(cache, "run", str(toml), "--runs-dir", str(tmp_path))
+    _wait_for_epoch(tmp_path, 1, proc)
+    time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 143
+    err = proc.stderr.read()
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "terminated (SIGTERM) after epoch" in err and "mnistlab resume" in err
+    (run_dir,) = tmp_path.iterdir()
+    status = json.loads((run_dir / "status.json").read_text())
+    checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert (status["status"], status["signal"]) == ("interrupted", "SIGTERM")
+    assert status["epochs_done"] == checkpoint["epochs_done"] >= 1
+    assert status["batches_done"] == (checkpoint["position"] or {}).get("batch", 0)
+    resume = _cli(cache, "resume", str(run_dir))
+    assert resume.wait(timeout=120) == 0, resume.stderr.read()
+    _same_result(reference, run_dir)
+
+
+def _files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(run_dir.iterdir())}
+
+
+def _refused(cache: Path, run_dir: Path, holder: int) -> None:
+    """A `resume` of a run that process `holder` writes stops at once: exit 2, one line naming
+    the holder, and not one byte of the run directory changed."""
+    before = _files(run_dir)
+    second = _cli(cache, "resume", str(run_dir))
+    assert second.wait(timeout=60) == 2
+    err = second.stderr.read()
+    assert err.count("\n") == 1 and f"run is in use by process {holder} " in err, err
+    assert _files(run_dir) == before
+
+
+def _wait_for_lock(run_dir: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        if (run_dir / ".lock").read_text().strip() == str(proc.pid):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the resume never took the run's lock")
+
+
+@pytest.mark.slow
+def test_resume_of_a_run_that_a_live_process_writes_is_refused(real_runs, tmp_path):
+    # SIGSTOP keeps the holder alive (and its lock held) without it writing anything meanwhile.
+    toml, reference, cache = real_runs
+    proc = _cli(cache, "run", str(toml), "--runs-dir", str(tmp_path))
+    _wait_for_epoch(tmp_path, 1, proc)
+    (run_dir,) = tmp_path.iterdir()
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        _refused(cache, run_dir, proc.pid)  # the original run still trains
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    first = _cli(cache, "resume", str(run_dir))
+    _wait_for_lock(run_dir, first)
+    first.send_signal(signal.SIGSTOP)
+    try:
+        _refused(cache, run_dir, first.pid)  # two resumes at once
+    finally:
+        first.send_signal(signal.SIGCONT)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    _same_result(reference, run_dir)
 
 
 # --- damaged run folders: listed as such, never a crash -----------------------------------------

@@ -11,17 +11,21 @@ __all__ = [
     "DataError",
     "RunError",
     "TrainingError",
+    "RunInUse",
     "RunInterrupted",
+    "Terminated",
     "EXIT_USAGE",
     "EXIT_RUNTIME",
     "EXIT_INTERRUPTED",
+    "EXIT_TERMINATED",
     "close_matches",
     "did_you_mean",
 ]
 
 EXIT_USAGE = 2  # bad config, bad data, bad arguments: nothing was started
 EXIT_RUNTIME = 1  # something failed while working
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report it
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report it: 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM (`kill`, a batch scheduler's time limit), as shells report it
 
 
 class MnistlabError(Exception):
@@ -42,23 +46,41 @@ class RunError(MnistlabError):
     """A run directory cannot be created, read or written."""
 
 
+class RunInUse(RunError):
+    """Another live process holds the run directory's lock (it is training or resuming it)."""
+
+    def __init__(self, message: str, pid: int | None = None):
+        super().__init__(message)
+        self.pid = pid
+
+
 class TrainingError(MnistlabError):
     """Training failed at run time (e.g. the loss became NaN)."""
 
     exit_code = EXIT_RUNTIME
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so every cleanup written for Ctrl-C
+    (status, checkpoint, moving a run into place) runs for it too; the CLI exits 143."""
+
+    exit_code = EXIT_TERMINATED
+
+    def __init__(self, message: str = "terminated (SIGTERM)"):
+        super().__init__(message)
+
+
 class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped training after the run's checkpoint was written; `resume` continues it.
+    """Ctrl-C or SIGTERM stopped training after the run's checkpoint was written; `resume`
+    continues it. `exit_code` is 130 for Ctrl-C, 143 for SIGTERM.
 
     A KeyboardInterrupt, so code that does not know it still stops as on any Ctrl-C.
     """
 
-    exit_code = EXIT_INTERRUPTED
-
-    def __init__(self, message: str, run_dir=None):
+    def __init__(self, message: str, run_dir=None, exit_code: int = EXIT_INTERRUPTED):
         super().__init__(message)
         self.run_dir = run_dir
+        self.exit_code = exit_code
 
 
 def close_matches(name: object, valid: Iterable[str], n: int = 1, cutoff: float = 0.6) -> list[str]:

@@ -57,7 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _interrupted(name: str, exc: RunInterrupted) -> int:
-    """Ctrl-C during training: the checkpoint is written; say how to continue, exit 130."""
+    """Ctrl-C or SIGTERM during a run: the checkpoint is written; say how to continue, exit 130
+    (Ctrl-C) or 143 (SIGTERM)."""
     import sys
 
     print(f"mnistlab {name}: {exc}", file=sys.stderr)

@@ -1,19 +1,29 @@
 """The `mnistlab` command: a thin shell over the library (each command is one library call).
 
 Expected failures (bad config, missing data, unwritable folders) print one line and exit 2;
-failures while working exit 1; Ctrl-C exits 130. `--debug` shows the traceback.
+failures while working exit 1; Ctrl-C exits 130 and SIGTERM 143, both after the run's status and
+checkpoint are saved. `--debug` shows the traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
 from mnistlab.commands import core, hog, predict, report, sweep
-from mnistlab.errors import EXIT_INTERRUPTED, EXIT_RUNTIME, MnistlabError
+from mnistlab.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_RUNTIME,
+    EXIT_TERMINATED,
+    MnistlabError,
+    Terminated,
+)
 from mnistlab.fast.openmp import FAST_ENV, choose_wait_policy, off_by_environment
 
 __all__ = ["main", "build_parser", "COMMANDS", "Command"]
@@ -70,6 +80,25 @@ def _prepare_process(args: argparse.Namespace) -> bool | None:
     return prepare_process()
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises Terminated (a KeyboardInterrupt) while a command runs, so it takes Ctrl-C's
+    clean way out (statuses written, exit 143) instead of killing the process silently; training
+    catches it at a batch boundary itself (`training.interrupt`)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from mnistlab import __version__
 
@@ -92,21 +121,25 @@ def main(argv: list[str] | None = None) -> int:
     run = COMMANDS[args.command].run
     denormals_before = _prepare_process(args)
     try:
-        return run(args)
+        with _sigterm_as_interrupt():
+            return run(args)
     except MnistlabError as exc:
         if args.debug:
             raise
         print(f"mnistlab {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"mnistlab {args.command}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:  # Terminated (SIGTERM) and RunInterrupted included
+        code = getattr(exc, "exit_code", EXIT_INTERRUPTED)
+        what = "terminated (SIGTERM)" if code == EXIT_TERMINATED else "interrupted"
+        print(f"mnistlab {args.command}: {what}", file=sys.stderr)
+        return code
     except BrokenPipeError:
         return 0
     except Exception as exc:  # noqa: BLE001 - last line of defence: one line, not a traceback
         if args.debug:
             raise
-        print(f"mnistlab {args.command}: unexpected error: {type(exc).__name__}: {exc} "
+        first = (str(exc).strip().splitlines() or [""])[0]  # torch's messages can run on
+        print(f"mnistlab {args.command}: unexpected error: {type(exc).__name__}: {first} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_RUNTIME
     finally:

@@ -135,27 +135,37 @@ def run_suite(suite: Suite, seeds: int = 1, epochs_scale: float = 1.0, jobs: int
               overrides: list[str] | tuple[str, ...] = (), on_event=None):
     """Run every experiment of the suite not already complete; returns the executor's outcomes
     (`executor.JobOutcome`, one per experiment, in suite order). A bad `jobs` or runs folder is
-    refused before anything is resumed or trained."""
+    refused before anything is resumed or trained. An interrupted run that another process is
+    resuming right now is left to it: its outcome is "failed", saying which process."""
     from mnistlab.experiments.executor import check_runs_target, run_jobs
 
     experiments = suite_experiments(suite, seeds, epochs_scale, overrides)
     check_runs_target(runs_dir, jobs)
-    _resume_interrupted(experiments, runs_dir, data_dir, on_event)
-    return run_jobs(experiments, runs_dir=runs_dir, data_dir=data_dir, jobs=jobs,
-                    cluster=cluster, on_event=on_event)
+    busy = _resume_interrupted(experiments, runs_dir, data_dir, on_event)
+    todo = [i for i in range(len(experiments)) if i not in busy]
+    emit = (lambda kind, i, payload: on_event(kind, todo[i], payload)) if on_event else None
+    ran = run_jobs([experiments[i] for i in todo], runs_dir=runs_dir, data_dir=data_dir,
+                   jobs=jobs, cluster=cluster, on_event=emit)
+    outcomes = {**busy, **dict(zip(todo, ran, strict=True))}
+    return [outcomes[i] for i in range(len(experiments))]
 
 
-def _resume_interrupted(experiments: list[Experiment], runs_dir, data_dir, on_event) -> None:
+def _resume_interrupted(experiments: list[Experiment], runs_dir, data_dir, on_event) -> dict:
     """Finish runs a Ctrl-C stopped (status "interrupted", checkpoint kept) from their last
-    checkpoint, so the executor then finds them complete instead of training them again."""
+    checkpoint, so the executor then finds them complete instead of training them again.
+
+    Returns {index: failed JobOutcome} for runs another live process holds (RunInUse): training
+    them afresh here would duplicate its work, so they are reported instead.
+    """
     from mnistlab.config.load import config_digest, experiment_from_dict
-    from mnistlab.errors import MnistlabError
-    from mnistlab.experiments.executor import find_complete_run
+    from mnistlab.errors import MnistlabError, RunInUse
+    from mnistlab.experiments.executor import JobOutcome, find_complete_run
     from mnistlab.runs.directory import list_runs, runs_root
     from mnistlab.runs.execute import resume_run
 
     root = runs_root(runs_dir)
     wanted = {config_digest(e): i for i, e in enumerate(experiments)}
+    busy: dict[int, JobOutcome] = {}
     for info in list_runs(root):
         if info.status != "interrupted" or info.config is None:
             continue
@@ -170,8 +180,15 @@ def _resume_interrupted(experiments: list[Experiment], runs_dir, data_dir, on_ev
             on_event("started", index, {"worker": "local", "resumed": str(info.path)})
         try:
             resume_run(info.path, data_dir)
+            busy.pop(index, None)
+        except RunInUse as exc:
+            busy[index] = JobOutcome(experiments[index], "failed", info.path, None, str(exc))
+            if on_event:
+                on_event("failed", index, {"run_dir": info.path, "metrics": None,
+                                           "error": str(exc)})
         except MnistlabError:
             continue  # the executor trains this experiment afresh
+    return busy
 
 
 def matches_suite(run_name: str, suite: Suite) -> bool:

@@ -8,6 +8,7 @@ reader sees either the old file or the new one, never half of one. A run directo
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -16,17 +17,20 @@ import re
 import time
 import unicodedata
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mnistlab.atomic import atomic_write_text
-from mnistlab.errors import RunError
+from mnistlab.errors import RunError, RunInUse
 
 __all__ = ["runs_root", "create_run_dir", "write_json", "write_status", "read_status", "write_history", "read_history",
-           "RunInfo", "load_run", "list_runs", "safe_name", "resolve_run_dir"]
+           "RunInfo", "load_run", "list_runs", "safe_name", "resolve_run_dir", "lock_run_dir",
+           "LOCK_FILE"]
 
 STATUSES = ("running", "complete", "failed", "interrupted")
+LOCK_FILE = ".lock"  # held (flock) by the process writing the run; holds that process's pid
 
 
 def runs_root(runs_dir: str | Path | None = None) -> Path:
@@ -74,6 +78,53 @@ def create_run_dir(root: Path, name: str) -> Path:
         except OSError as exc:
             raise RunError(f"{path}: cannot create run directory ({exc.strerror})") from None
     raise RunError(f"{root}: too many runs named {stem}")
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold the run directory's lock while this process writes it, so that a second `resume`
+    (or one while the original run still trains) stops before any work.
+
+    An OS lock (`flock` on `run_dir/.lock`): the kernel drops it when the process ends, however
+    it ends, so a killed run never stays locked. The file is left in place (deleting it would
+    let two processes lock two different files).
+
+    Raises:
+        RunInUse: another live process holds the lock; its pid is in the message.
+        RunError: the lock file cannot be created.
+    """
+    import fcntl
+
+    path = run_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunError(f"{path}: cannot create the run's lock file ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = _lock_holder(fd)
+            who = f"process {pid}" if pid else "another process"
+            raise RunInUse(f"{run_dir}: run is in use by {who} (training or resuming it); "
+                           "wait for it to end, or stop it first", pid) from None
+        except OSError as exc:
+            raise RunError(f"{path}: cannot lock the run directory ({exc.strerror})") from None
+        with contextlib.suppress(OSError):  # the pid only informs; a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _lock_holder(fd: int) -> int | None:
+    """The pid the lock's holder wrote (None if it has not written it yet)."""
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii").strip()
+        return int(text) if text else None
+    except (OSError, ValueError):
+        return None
 
 
 def write_json(path: Path, data: Any) -> None:

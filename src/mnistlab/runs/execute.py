@@ -2,7 +2,9 @@
 
 Everything that can be checked is checked before the run directory exists (config, data,
 features), so bad input never leaves a half-written run behind. After each epoch a checkpoint is
-written; `resume_run` continues from it with the same result as an uninterrupted run.
+written; `resume_run` continues from it with the same result as an uninterrupted run. The process
+writing a run directory holds its lock (`directory.lock_run_dir`), so a second `resume` of it
+stops with RunInUse, and however the process ends its status.json says how.
 """
 
 from __future__ import annotations
@@ -26,7 +28,15 @@ from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
 from mnistlab.data.registry import DatasetSpec
-from mnistlab.errors import RunError, RunInterrupted, TrainingError
+from mnistlab.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    MnistlabError,
+    RunError,
+    RunInterrupted,
+    Terminated,
+    TrainingError,
+)
 from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
@@ -34,6 +44,7 @@ from mnistlab.nn.optim import make_optimizer
 from mnistlab.nn.summary import count_parameters, summary_text
 from mnistlab.runs.directory import (
     create_run_dir,
+    lock_run_dir,
     read_status,
     runs_root,
     write_history,
@@ -41,10 +52,16 @@ from mnistlab.runs.directory import (
     write_status,
 )
 from mnistlab.runs.metrics import classification_scores
-from mnistlab.training.checkpoint import load_checkpoint, restore_checkpoint, save_checkpoint
+from mnistlab.training.checkpoint import (
+    CheckpointMismatch,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from mnistlab.training.device import resolve_device, set_threads
-from mnistlab.training.interrupt import StopTraining, stop_on_interrupt
+from mnistlab.training.interrupt import StopFlag, StopTraining, stop_on_interrupt
 from mnistlab.training.loop import History, evaluate, fit
+from mnistlab.training.steps import TrainingPlan
 
 __all__ = ["Reporter", "RunResult", "prepare_data", "run_experiment", "resume_run"]
 
@@ -112,53 +129,114 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
     run_dir = create_run_dir(runs_root(runs_dir), exp.output.name or "run")
     in_shape = tuple(splits.x_train.shape[1:])
     n_classes = len(spec.class_names)
-    try:
-        write_status(run_dir, "running")
-        atomic_write_text(run_dir / "config.toml", to_toml(exp))
-        atomic_write_text(run_dir / "summary.txt",
-                          summary_text(exp.model, in_shape, n_classes, title=exp.output.name))
-    except RunError:  # disk full or folder gone: leave no half-made run behind
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    return _train_into(run_dir, exp, splits, spec, device, None, reporter)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(lock_run_dir(run_dir))
+            write_status(run_dir, "running")
+            atomic_write_text(run_dir / "config.toml", to_toml(exp))
+            atomic_write_text(run_dir / "summary.txt",
+                              summary_text(exp.model, in_shape, n_classes, title=exp.output.name))
+        except BaseException:  # disk full, folder gone, Ctrl-C: leave no half-made run behind
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        return _train_into(run_dir, exp, splits, spec, device, None, reporter)
 
 
 def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
                reporter: Reporter | None = None) -> RunResult:
-    """Continue an interrupted (or failed-by-crash) run from its last checkpoint."""
+    """Continue an interrupted (or failed-by-crash) run from its last checkpoint.
+
+    Raises RunInUse, before anything else, while another process trains or resumes the run.
+    """
     import tomllib
 
     run_dir = Path(run_dir)
-    status = read_status(run_dir)["status"]
-    if status == "complete":
-        raise RunError(f"{run_dir}: run is already complete; nothing to resume")
-    try:
-        raw = tomllib.loads((run_dir / "config.toml").read_text())
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{run_dir}/config.toml: unreadable ({exc}); cannot resume") from None
-    exp = experiment_from_dict(raw, str(run_dir / "config.toml"))
-    checkpoint = None
-    if (run_dir / "checkpoint.pt").exists():
-        checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
-        if checkpoint.get("config_digest") != config_digest(exp):
-            raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
-    splits, spec = prepare_data(exp, data_dir)
-    device = resolve_device(exp.training.device)
-    return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter, resumed=True)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: not a run directory; cannot resume")
+    with lock_run_dir(run_dir):
+        status = read_status(run_dir)["status"]
+        if status == "complete":
+            raise RunError(f"{run_dir}: run is already complete; nothing to resume")
+        try:
+            raw = tomllib.loads((run_dir / "config.toml").read_text())
+        except (OSError, ValueError) as exc:
+            raise RunError(f"{run_dir}/config.toml: unreadable ({exc}); cannot resume") from None
+        exp = experiment_from_dict(raw, str(run_dir / "config.toml"))
+        checkpoint = None
+        if (run_dir / "checkpoint.pt").exists():
+            checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
+            if checkpoint.get("config_digest") != config_digest(exp):
+                raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
+        splits, spec = prepare_data(exp, data_dir)
+        device = resolve_device(exp.training.device)
+        return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter,
+                           resumed=True)
+
+
+@dataclass
+class _Trained:
+    """What training hands to writing the outputs."""
+
+    model: torch.nn.Module
+    plan: TrainingPlan
+    test: tuple[torch.Tensor, torch.Tensor]
+    threads: int
 
 
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
                 device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
                 resumed: bool = False) -> RunResult:
+    """Train, then write the outputs; status.json never stays "running" on the way out: it
+    ends "complete", "interrupted" (Ctrl-C or SIGTERM, anywhere) or "failed" with the reason.
+
+    The signal handlers stay armed throughout: inside the batch loop a first signal stops at
+    the next batch boundary; before and after it (building the model, writing the outputs) it
+    stops at once, and the last epoch checkpoint lets `resume` redo what is missing.
+    """
+    history = History()
+    with stop_on_interrupt() as stop:
+        stop.immediate = True
+        try:
+            trained = _fit_run(run_dir, exp, splits, spec, device, checkpoint, reporter,
+                               history, stop, resumed)
+        except (RunInterrupted, CheckpointMismatch):  # a checkpoint that does not fit: the
+            raise  # status stays as it was (it was not set to "running")
+        except KeyboardInterrupt as exc:  # a second signal, or one before training started
+            _record(run_dir, "interrupted", epochs_done=len(history), signal=_signal_of(exc))
+            raise
+        except Exception as exc:  # NaN loss, disk full, out of memory building the model...
+            if isinstance(exc, TrainingError):
+                with contextlib.suppress(RunError):
+                    write_history(run_dir / "history.csv", history.as_dict())
+            _record(run_dir, "failed", error=_reason(exc), epochs_done=len(history))
+            raise
+        try:
+            return _finish_run(run_dir, exp, spec, splits, history, trained, device)
+        except KeyboardInterrupt as exc:
+            _record(run_dir, "interrupted", epochs_done=len(history), signal=_signal_of(exc),
+                    stage="outputs")
+            terminated = isinstance(exc, Terminated)
+            raise RunInterrupted(
+                f"{'terminated (SIGTERM)' if terminated else 'interrupted'} while writing the "
+                f"final outputs (all {len(history)} epochs are trained). Write them with: "
+                f"mnistlab resume {run_dir}", run_dir,
+                EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+        except Exception as exc:  # the last checkpoint is intact: `resume` writes these again
+            _record(run_dir, "failed", error=_reason(exc), epochs_done=len(history))
+            raise
+
+
+def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
+             device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
+             history: History, stop: StopFlag, resumed: bool = False) -> _Trained:
     threads = set_threads(exp.training.threads)
     in_shape = tuple(splits.x_train.shape[1:])
-    n_classes = len(spec.class_names)
     digest = config_digest(exp)
-    stock = build_model(exp.model, in_shape, n_classes, seed=exp.training.seed).to(device)
+    stock = build_model(exp.model, in_shape, len(spec.class_names),
+                        seed=exp.training.seed).to(device)
     plan = plan_for(stock, exp.training, exp.model, device, getattr(reporter, "note", None))
     model = plan.model  # shares the stock model's parameters; state-dict names are the same
     optimizer = make_optimizer(model.parameters(), exp.optimizer)
-    history = History()
     position = None
     if checkpoint is not None:
         position = restore_checkpoint(checkpoint, model, optimizer, history,
@@ -179,53 +257,54 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     if reporter:
         reporter.start(exp.output.name, exp.training.epochs, len(history))
     try:
-        with stop_on_interrupt() as stop_requested:  # still armed while the stop is saved
-            try:
-                fit(model, optimizer, train, val, exp.training, history, on_epoch,
-                    reporter.batch if reporter else None, position, stop_requested, plan)
-            except StopTraining as stop:
-                # First Ctrl-C, at a batch boundary: save the exact mid-epoch state (the
-                # per-epoch checkpoint already holds an epoch boundary).
-                pos = stop.position
-                if pos is not None:
-                    save(pos)
-                where = f"epoch {len(history)}" + (f" + {pos.batch} batches" if pos else "")
-                write_status(run_dir, "interrupted", epochs_done=len(history),
-                             batches_done=pos.batch if pos else 0)
-                raise RunInterrupted(f"interrupted after {where}; checkpoint saved. Continue "
-                                     f"with: mnistlab resume {run_dir}", run_dir) from None
-    except TrainingError as exc:
-        write_history(run_dir / "history.csv", history.as_dict())
-        write_status(run_dir, "failed", error=str(exc), epochs_done=len(history))
-        raise
-    except RunInterrupted:
-        raise
-    except KeyboardInterrupt:
-        # Second Ctrl-C (or one outside the loop): the last epoch checkpoint stays valid.
-        write_status(run_dir, "interrupted", epochs_done=len(history))
-        raise
-    except RunError as exc:  # e.g. disk full while checkpointing
-        _mark_failed(run_dir, exc, len(history))
-        raise
+        stop.immediate = False  # from here a first signal waits for a batch boundary
+        fit(model, optimizer, train, val, exp.training, history, on_epoch,
+            reporter.batch if reporter else None, position, stop, plan)
+        stop.immediate = True
+    except StopTraining as halt:
+        stop.immediate = True
+        # At a batch boundary: save the exact mid-epoch state (the per-epoch checkpoint
+        # already holds an epoch boundary).
+        pos = halt.position
+        if pos is not None:
+            save(pos)
+        where = f"epoch {len(history)}" + (f" + {pos.batch} batches" if pos else "")
+        write_status(run_dir, "interrupted", epochs_done=len(history),
+                     batches_done=pos.batch if pos else 0, signal=stop.signal_name)
+        raise RunInterrupted(f"{stop.cause} after {where}; checkpoint saved. Continue with: "
+                             f"mnistlab resume {run_dir}", run_dir, stop.exit_code) from None
     finally:
         if reporter:
             reporter.stop()
-    result = evaluate(model, *test, batch_size=plan.eval_batch_size)
-    metrics = _metrics(exp, spec, splits, result, history, in_shape, device, threads)
-    metrics["fast"] = list(plan.applied)
-    try:
-        _write_outputs(run_dir, exp, spec, splits, result, history, model, metrics)
-    except RunError as exc:  # the last checkpoint is intact: `resume` writes these again
-        _mark_failed(run_dir, exc, len(history))
-        raise
+    return _Trained(model, plan, test, threads)
+
+
+def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Splits,
+                history: History, trained: _Trained, device: torch.device) -> RunResult:
+    """Test-set evaluation and every output file, then status "complete"."""
+    in_shape = tuple(splits.x_train.shape[1:])
+    result = evaluate(trained.model, *trained.test, batch_size=trained.plan.eval_batch_size)
+    metrics = _metrics(exp, spec, splits, result, history, in_shape, device, trained.threads)
+    metrics["fast"] = list(trained.plan.applied)
+    _write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
     write_status(run_dir, "complete", epochs_done=len(history))
     return RunResult(run_dir, metrics, history.as_dict())
 
 
-def _mark_failed(run_dir: Path, exc: Exception, epochs_done: int) -> None:
-    """Record a failure in status.json if the disk still lets us (it may be the full one)."""
+def _reason(exc: BaseException) -> str:
+    """One line for status.json: mnistlab's own message, else the exception's type and text."""
+    text = str(exc) if isinstance(exc, MnistlabError) else f"{type(exc).__name__}: {exc}"
+    return (text.strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _signal_of(exc: KeyboardInterrupt) -> str:
+    return "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+
+
+def _record(run_dir: Path, status: str, **extra: Any) -> None:
+    """Record how the run ended if the disk still lets us (it may be the full one)."""
     with contextlib.suppress(RunError):
-        write_status(run_dir, "failed", error=str(exc), epochs_done=epochs_done)
+        write_status(run_dir, status, **extra)
 
 
 def _metrics(exp, spec, splits, result, history: History, in_shape, device, threads) -> dict:

@@ -19,7 +19,8 @@ from mnistlab.errors import RunError
 from mnistlab.training.interrupt import EpochPosition
 from mnistlab.training.loop import History
 
-__all__ = ["CHECKPOINT_KEYS", "save_checkpoint", "load_checkpoint", "checkpoint_mismatch",
+__all__ = ["CHECKPOINT_KEYS", "CheckpointMismatch", "save_checkpoint", "load_checkpoint",
+           "checkpoint_mismatch",
            "restore_checkpoint"]
 
 CHECKPOINT_KEYS = ("model", "optimizer", "torch_rng", "history", "epochs_done", "config_digest")
@@ -107,19 +108,23 @@ def checkpoint_mismatch(checkpoint: dict, model: nn.Module,
     return None
 
 
+class CheckpointMismatch(RunError):
+    """A checkpoint that does not fit the run's model or optimiser (refused before any change)."""
+
+
 def restore_checkpoint(checkpoint: dict, model: nn.Module, optimizer: torch.optim.Optimizer,
                        history: History, source: str | Path = "checkpoint"
                        ) -> EpochPosition | None:
     """Put a loaded checkpoint back into model, optimiser, RNG and history; returns the position
     inside the epoch that was under way, if training stopped mid-epoch.
 
-    Raises RunError, before changing anything, when the checkpoint does not fit the model
-    (`checkpoint_mismatch`); `source` names it in the message.
+    Raises CheckpointMismatch (a RunError), before changing anything, when the checkpoint does
+    not fit the model (`checkpoint_mismatch`); `source` names it in the message.
     """
     why = checkpoint_mismatch(checkpoint, model, optimizer)
     if why is not None:
-        raise RunError(f"{source}: does not fit this run ({why}); cannot resume. Delete it to "
-                       "restart the run from epoch 1")
+        raise CheckpointMismatch(f"{source}: does not fit this run ({why}); cannot resume. "
+                                 "Delete it to restart the run from epoch 1")
     model.load_state_dict(checkpoint["model"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     torch.set_rng_state(checkpoint["torch_rng"])
