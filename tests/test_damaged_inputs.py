@@ -262,3 +262,19 @@ def test_safe_name_fits_a_path_component():
     slug = safe_name("数" * 300)
     assert len(slug) <= 80 and len(slug.encode("utf-8")) <= 160
     assert len(safe_name("a" * 300)) == 80
+
+
+def test_runs_trained_on_a_bigger_machine_are_listed_and_reported_not_refused(
+        tiny_dataset, tmp_path, monkeypatch):
+    """The memory check guards new training only: a finished run whose model would not fit this
+    machine is still listed as complete, and its config still reads for reports and predict."""
+    import mnistlab
+    from mnistlab.config import memory
+    from mnistlab.runs.directory import load_run
+
+    exp = mnistlab.load_experiment("raw/template", ["training.epochs=1", "output.plots=false"])
+    result = mnistlab.run_experiment(exp, runs_dir=tmp_path / "r", data_dir=tiny_dataset)
+    monkeypatch.setattr(memory, "machine_memory_bytes", lambda: 1024)  # a tiny machine
+    with pytest.raises(mnistlab.ConfigError, match="memory"):
+        mnistlab.load_experiment("raw/template")
+    assert load_run(result.run_dir).status == "complete"

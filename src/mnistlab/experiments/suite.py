@@ -170,7 +170,8 @@ def _resume_interrupted(experiments: list[Experiment], runs_dir, data_dir, on_ev
         if info.status != "interrupted" or info.config is None:
             continue
         try:
-            digest = config_digest(experiment_from_dict(info.config, str(info.path)))
+            digest = config_digest(experiment_from_dict(info.config, str(info.path),
+                                                        check_memory=False))
         except MnistlabError:
             continue
         index = wanted.get(digest)

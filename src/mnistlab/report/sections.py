@@ -84,7 +84,8 @@ def model_layers(g: Group):
     from mnistlab.nn.summary import describe_layers
 
     try:
-        exp = experiment_from_dict(g.config, str(g.representative.path / "config.toml"))
+        exp = experiment_from_dict(g.config, str(g.representative.path / "config.toml"),
+                                   check_memory=False)
     except MnistlabError:
         return None
     m = g.representative.metrics

@@ -242,7 +242,7 @@ def _config_problem(config: dict[str, Any]) -> str | None:
     if not all(isinstance(v, dict) for k, v in config.items() if k != "description"):
         return "config.toml: not a table of sections"
     try:
-        experiment_from_dict(config, "config.toml")
+        experiment_from_dict(config, "config.toml", check_memory=False)
     except ConfigError as exc:
         return str(exc)
     except (RecursionError, ValueError, TypeError) as exc:  # a hostile value, not a config
