@@ -20,7 +20,7 @@ from mnistlab import load_experiment
 from mnistlab.commands.main import main
 from mnistlab.errors import RunInterrupted, RunInUse, Terminated
 from mnistlab.experiments.suite import load_suite, run_suite, suite_experiments
-from mnistlab.runs import execute
+from mnistlab.runs import execute, outputs
 from mnistlab.runs.directory import LOCK_FILE, list_runs, lock_run_dir, read_history
 from mnistlab.runs.execute import resume_run, run_experiment
 
@@ -140,7 +140,7 @@ def test_a_signal_while_the_outputs_are_written_leaves_interrupted_and_resume_wr
     reference = run_experiment(exp, tmp_path / "ref")
     import mnistlab.plots
 
-    real_json, real_figure = execute.write_json, mnistlab.plots.save_figure
+    real_json, real_figure = outputs.write_json, mnistlab.plots.save_figure
 
     def write_json(path, data):
         if path.name == writing:
@@ -153,7 +153,7 @@ def test_a_signal_while_the_outputs_are_written_leaves_interrupted_and_resume_wr
         real_figure(figure, path)
 
     with monkeypatch.context() as patch:
-        patch.setattr(execute, "write_json", write_json)
+        patch.setattr(outputs, "write_json", write_json)
         patch.setattr(mnistlab.plots, "save_figure", save_figure)
         with pytest.raises(RunInterrupted, match="while writing the final outputs") as info:
             run_experiment(exp, tmp_path / "cut")

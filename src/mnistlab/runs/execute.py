@@ -51,7 +51,7 @@ from mnistlab.runs.directory import (
     write_json,
     write_status,
 )
-from mnistlab.runs.metrics import classification_scores
+from mnistlab.runs.outputs import run_metrics, write_outputs
 from mnistlab.training.checkpoint import (
     CheckpointMismatch,
     load_checkpoint,
@@ -103,15 +103,6 @@ def _tensors(splits: Splits, device: torch.device):
 
     return ((t(splits.x_train), t(splits.y_train)), (t(splits.x_val), t(splits.y_val)),
             (t(splits.x_test), t(splits.y_test)))
-
-
-def _versions() -> dict[str, str]:
-    import sklearn
-
-    return {"mnistlab": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__,
-            "scikit-learn": sklearn.__version__,
-            "platform": platform.platform()}
 
 
 def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
@@ -284,9 +275,9 @@ def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Split
     """Test-set evaluation and every output file, then status "complete"."""
     in_shape = tuple(splits.x_train.shape[1:])
     result = evaluate(trained.model, *trained.test, batch_size=trained.plan.eval_batch_size)
-    metrics = _metrics(exp, spec, splits, result, history, in_shape, device, trained.threads)
-    metrics["fast"] = list(trained.plan.applied)
-    _write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
+    metrics = run_metrics(exp, spec, splits, result, history, in_shape, device,
+                          trained.threads, trained.plan.applied)
+    write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
     write_status(run_dir, "complete", epochs_done=len(history))
     return RunResult(run_dir, metrics, history.as_dict())
 
@@ -305,52 +296,3 @@ def _record(run_dir: Path, status: str, **extra: Any) -> None:
     """Record how the run ended if the disk still lets us (it may be the full one)."""
     with contextlib.suppress(RunError):
         write_status(run_dir, status, **extra)
-
-
-def _metrics(exp, spec, splits, result, history: History, in_shape, device, threads) -> dict:
-    scores = classification_scores(splits.y_test, result.predictions, spec.class_names)
-    val_loss = history.val_loss
-    return {
-        "test_loss": result.loss,
-        "test_accuracy": result.accuracy,
-        **{k: v for k, v in scores.items() if k != "accuracy"},
-        "params": count_parameters(exp.model, in_shape, len(spec.class_names)),
-        "input_shape": list(in_shape),
-        "epochs": len(history),
-        "best_epoch": int(np.argmin(val_loss)) + 1 if val_loss else None,
-        "validation": "test" if splits.validation_is_test else exp.data.validation,
-        "train_seconds": float(sum(history.seconds)),
-        "seconds_per_epoch": float(np.median(history.seconds)) if history.seconds else None,
-        "seed": exp.training.seed,
-        "config_digest": config_digest(exp),
-        "dataset": spec.name,
-        "class_names": list(spec.class_names),
-        "device": str(device),
-        "threads": threads,
-        "versions": _versions(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
-    }
-
-
-def _write_outputs(run_dir, exp, spec, splits, result, history: History, model, metrics) -> None:
-    write_history(run_dir / "history.csv", history.as_dict())
-    buf = io.BytesIO()
-    np.savez_compressed(buf, y_true=splits.y_test, y_pred=result.predictions,
-                        probabilities=result.probabilities.astype(np.float32))
-    atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
-    buf = io.BytesIO()
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
-    atomic_write_bytes(run_dir / "model.pt", buf.getvalue())
-    write_json(run_dir / "metrics.json", metrics)
-    if exp.output.plots:
-        from mnistlab.plots import confusion_figure, curves_figure, save_figure
-
-        name = exp.output.name
-        h = history.as_dict()
-        save_figure(curves_figure(h, "loss", f"{name}: loss per epoch"), run_dir / "loss.png")
-        save_figure(curves_figure(h, "accuracy", f"{name}: accuracy per epoch"),
-                    run_dir / "accuracy.png")
-        save_figure(confusion_figure(metrics["confusion"], spec.class_names,
-                                     f"{name}: test confusion matrix "
-                                     f"(acc {metrics['test_accuracy']:.4f})"),
-                    run_dir / "confusion.png")
