@@ -112,7 +112,7 @@ def test_jobs_must_be_positive():
 @pytest.mark.slow
 def test_local_dask_cluster_runs_every_job(shared_data, tmp_path):
     """Two worker processes on real MNIST; each training gets cores // 2 torch threads."""
-    from mnistlab.experiments.executor import _usable_cores
+    from mnistlab.training.device import usable_cores
 
     small = ["data.train_samples=300", "data.test_samples=200", "training.epochs=2",
              "model.hidden=[16]", "output.plots=false"]
@@ -124,5 +124,5 @@ def test_local_dask_cluster_runs_every_job(shared_data, tmp_path):
     assert {i for k, i in events if k == "started"} <= {0, 1, 2}
     for exp, o in zip(exps, outcomes, strict=True):
         assert o.metrics["seed"] == exp.training.seed
-        assert o.metrics["threads"] == max(1, _usable_cores() // 2)
+        assert o.metrics["threads"] == max(1, usable_cores() // 2)
     assert len(list((tmp_path / "runs").iterdir())) == 3

@@ -17,7 +17,8 @@ import pytest
 
 from mnistlab.commands.main import main
 from mnistlab.errors import ConfigError
-from mnistlab.experiments.sweep import load_sweep, run_sweep, sweep_points, sweep_results
+from mnistlab.experiments.sweep import load_sweep, run_sweep, sweep_points
+from mnistlab.experiments.sweep_results import sweep_results
 
 TINY_SET = """
 "data.train_samples" = 60

@@ -97,8 +97,9 @@ class SweepProgress:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mnistlab.experiments.executor import _usable_cores, check_runs_target, cluster_address
+    from mnistlab.experiments.executor import check_runs_target, cluster_address
     from mnistlab.experiments.sweep import load_sweep, run_sweep, sweep_points
+    from mnistlab.training.device import usable_cores
 
     if args.max_points < 1:
         raise ConfigError(f"--max-points must be an int >= 1; got {args.max_points}")
@@ -113,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{len(points)} runs ({len(points) // len(sweep.seeds)} points x "
               f"{len(sweep.seeds)} seeds)")
         return 0
-    jobs = args.jobs if args.jobs is not None else max(1, _usable_cores() // 2)
+    jobs = args.jobs if args.jobs is not None else max(1, usable_cores() // 2)
     check_runs_target(args.runs_dir, jobs)  # a runs folder that is a file: one line, no manifest
     where = cluster_address(args.cluster)
     if not args.quiet:
@@ -132,7 +133,8 @@ def _print_table(source: str, runs_dir, out) -> None:
 
     from rich.table import Table
 
-    from mnistlab.experiments.sweep import sweep_dir, sweep_results
+    from mnistlab.experiments.sweep import sweep_dir
+    from mnistlab.experiments.sweep_results import sweep_results
     from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows, write_sweep_outputs
 
     name, axes, rows = sweep_results(source, runs_dir)

@@ -14,30 +14,22 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
-import queue
 import shutil
-import socket
 import tempfile
-import time
-import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from mnistlab.config.load import config_digest
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import ConfigError, MnistlabError, RunError, RunInterrupted
+from mnistlab.experiments.cluster import run_on_dask
+from mnistlab.experiments.remote import move_into, one_line, run_remote, write_run_files
 from mnistlab.runs.directory import read_status, runs_root
 
 __all__ = ["JobOutcome", "find_complete_run", "complete_runs_by_digest", "check_runs_target",
-           "run_jobs", "run_remote", "write_run_files", "cluster_address", "EVENT_TOPIC"]
-
-EVENT_TOPIC = "mnistlab-job-started"  # workers announce a task start; the client shows it running
-TASK_RETRIES = 2  # extra attempts for a task whose result could not be delivered
+           "run_jobs", "run_remote", "write_run_files", "cluster_address"]
 
 EventHandler = Callable[[str, int, dict], None]
 
@@ -106,95 +98,6 @@ def cluster_address(cluster: str | None = None) -> str | None:
     return cluster or os.environ.get("MNISTLAB_DASK") or None
 
 
-def _one_line(exc: BaseException) -> str:
-    if isinstance(exc, MnistlabError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-def _read_tree(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
-
-
-def _announce(index: int) -> None:
-    """Tell the client this task started (a no-op outside a Dask worker)."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-        worker.log_event(EVENT_TOPIC, {"index": index, "worker": worker.address})
-    except (ImportError, ValueError):
-        pass
-
-
-def run_remote(exp: Experiment, data_dir: str | None = None, index: int = 0) -> dict[str, Any]:
-    """The Dask task: train `exp` into a temporary folder and return the whole run as bytes.
-
-    Returns {"ok", "error", "name", "files": {relative path: bytes}, "host"}. Errors are
-    returned, not raised: a bad config or NaN loss fails the same way on every attempt, so it is
-    recorded (with the failed run's files, if a run directory existed) instead of retried.
-    """
-    _announce(index)
-    tmp = Path(tempfile.mkdtemp(prefix="mnistlab-job-"))
-    try:
-        ok, error = True, None
-        try:
-            from mnistlab.runs.execute import (
-                run_experiment,  # inside: a broken install is a failed job
-            )
-
-            run_experiment(exp, tmp, data_dir)
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a recorded outcome
-            ok, error = False, _one_line(exc)
-            if not isinstance(exc, MnistlabError):
-                error += " | " + traceback.format_exc(limit=-3).replace("\n", " ")[:2000]
-        made = sorted(p for p in tmp.iterdir() if p.is_dir())
-        name = made[0].name if made else None
-        files = _read_tree(made[0]) if made else {}
-        return {"ok": ok, "error": error, "name": name, "files": files,
-                "host": socket.gethostname()}
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _move_into(root: Path, src: Path, name: str) -> Path:
-    """Rename `src` to `root/name` (suffixing -2, -3... rather than touching an existing run)."""
-    for i in range(1, 1000):
-        dest = root / (name if i == 1 else f"{name}-{i}")
-        if dest.exists():
-            continue
-        try:
-            os.rename(src, dest)
-            return dest
-        except OSError as exc:
-            if dest.exists():
-                continue
-            raise RunError(f"{dest}: cannot move the run into place ({exc.strerror})") from None
-    raise RunError(f"{root}: too many runs named {name}")
-
-
-def write_run_files(root: Path, name: str, files: dict[str, bytes]) -> Path:
-    """Write a run received from a worker into `root/name`, all at once (hidden dir + rename)."""
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".incoming-{uuid.uuid4().hex}"
-    try:
-        for rel, data in files.items():
-            if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                raise RunError(f"{rel}: refusing a run file outside its run directory")
-            path = tmp / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        return _move_into(root, tmp, name)
-    except OSError as exc:
-        raise RunError(f"{root}: cannot write run {name} ({exc.strerror or exc})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 def _outcome_from_payload(root: Path, exp: Experiment, payload: dict) -> JobOutcome:
     run_dir = write_run_files(root, payload["name"], payload["files"]) if payload["name"] else None
     if payload["ok"] and run_dir is not None:
@@ -220,23 +123,19 @@ def _run_here(exp: Experiment, root: Path, data_dir) -> JobOutcome:
         except KeyboardInterrupt as exc:
             stopped = exc
         except Exception as exc:  # noqa: BLE001 - recorded; the other jobs continue
-            status, metrics, error = "failed", None, _one_line(exc)
+            status, metrics, error = "failed", None, one_line(exc)
     finally:  # a failed or interrupted run still lands in the runs folder (resumable)
         made = [p for p in tmp.iterdir() if p.is_dir()]
-        run_dir = _move_into(root, made[0], made[0].name) if made else None
+        run_dir = move_into(root, made[0], made[0].name) if made else None
         shutil.rmtree(tmp, ignore_errors=True)
     if stopped is not None:
         if isinstance(stopped, RunInterrupted) and stopped.run_dir and run_dir:  # say where now
             moved = RunInterrupted(str(stopped).replace(str(stopped.run_dir), str(run_dir)),
-                                   run_dir)
+                                   run_dir, stopped.exit_code)
             raise moved from None
         stopped.run_dir = run_dir
         raise stopped
     return JobOutcome(exp, status, run_dir, metrics, error)
-
-
-def _usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def run_jobs(experiments: list[Experiment], runs_dir=None, data_dir=None, jobs: int = 1,
@@ -278,7 +177,22 @@ def run_jobs(experiments: list[Experiment], runs_dir=None, data_dir=None, jobs: 
                 raise
             _emit_outcome(emit, i, outcomes[i])
     elif todo:
-        _run_on_dask(experiments, todo, root, data_dir, jobs, address, emit, outcomes)
+        def on_result(i: int, result: dict | BaseException) -> None:
+            if isinstance(result, MnistlabError):
+                raise result
+            outcomes[i] = (_outcome_from_payload(root, experiments[i], result)
+                           if isinstance(result, dict) else
+                           JobOutcome(experiments[i], "failed", None, None, one_line(result)))
+            _emit_outcome(emit, i, outcomes[i])
+
+        def on_interrupted(indices: list[int]) -> None:
+            for i in indices:
+                emit("interrupted", i, {"run_dir": None, "metrics": None,
+                                        "error": "interrupted (Ctrl-C) on a Dask worker"})
+
+        run_on_dask(experiments, todo, data_dir, jobs, address,
+                    lambda i, worker: emit("started", i, {"worker": worker}), on_result,
+                    on_interrupted)
     for i, exp in enumerate(experiments):  # repeats of an experiment share its run
         if i not in outcomes:
             first = outcomes[first_of[config_digest(exp)]]
@@ -293,73 +207,3 @@ def _emit_outcome(emit: EventHandler, index: int, outcome: JobOutcome) -> None:
                                  "error": outcome.error})
 
 
-def _connect(address: str | None, jobs: int):
-    """(client, cluster or None, torch threads per task or None to keep the config's)."""
-    from distributed import Client, LocalCluster
-
-    if address is not None:
-        try:
-            return Client(address, timeout="20s"), None, None
-        except (OSError, TimeoutError) as exc:
-            raise RunError(f"--cluster {address}: cannot reach the Dask scheduler ({exc}); "
-                           "start one with `dask scheduler` or check MNISTLAB_DASK") from None
-    threads = max(1, _usable_cores() // jobs)
-    # One task per worker process: torch's thread count is per process, so two trainings in one
-    # worker would fight over it; the worker's cores go to torch instead (workers x threads).
-    local = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True,
-                         host="127.0.0.1", dashboard_address=None,
-                         silence_logs=logging.ERROR)  # not "worker still alive, killing"
-    return Client(local), local, threads
-
-
-def _run_on_dask(experiments, todo, root, data_dir, jobs, address, emit, outcomes) -> None:
-    client, local, threads = _connect(address, jobs)
-    started: queue.Queue = queue.Queue()
-
-    def on_started(event) -> None:  # runs on the client's event-loop thread
-        msg = event[1] if isinstance(event, tuple) else event
-        started.put(msg)
-
-    data_arg = str(data_dir) if data_dir is not None else None  # else: the worker's own lookup
-    running: set[int] = set()
-    try:
-        client.subscribe_topic(EVENT_TOPIC, on_started)
-        pending = {}
-        for i in todo:
-            exp = experiments[i]
-            if threads is not None and exp.training.threads == 0:
-                exp = dataclasses.replace(
-                    exp, training=dataclasses.replace(exp.training, threads=threads))
-            pending[i] = client.submit(run_remote, exp, data_arg, i, key=f"mnistlab-{i}-"
-                                       f"{config_digest(exp)}-{uuid.uuid4().hex[:6]}",
-                                       retries=TASK_RETRIES, pure=False)
-        while pending:
-            while not started.empty():
-                msg = started.get()
-                i = msg.get("index") if isinstance(msg, dict) else None
-                if i in pending and i not in running:
-                    running.add(i)
-                    emit("started", i, {"worker": msg.get("worker")})
-            finished = [i for i, f in pending.items() if f.done()]
-            for i in finished:
-                future = pending.pop(i)
-                try:
-                    outcomes[i] = _outcome_from_payload(root, experiments[i], future.result())
-                except MnistlabError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - e.g. KilledWorker after many deaths
-                    outcomes[i] = JobOutcome(experiments[i], "failed", None, None,
-                                             _one_line(exc))
-                running.discard(i)
-                _emit_outcome(emit, i, outcomes[i])
-            if not finished:
-                time.sleep(0.1)
-    except KeyboardInterrupt:  # Ctrl-C here: the tasks under way are lost with the cluster
-        for i in sorted(running):
-            emit("interrupted", i, {"run_dir": None, "metrics": None,
-                                    "error": "interrupted (Ctrl-C) on a Dask worker"})
-        raise
-    finally:
-        client.close()
-        if local is not None:
-            local.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.atomic import atomic_write_text
-from mnistlab.experiments.sweep import PointResult, value_label
+from mnistlab.experiments.sweep_results import PointResult, value_label
 from mnistlab.runs.directory import safe_name
 
 __all__ = ["table_rows", "results_csv", "axis_figure", "write_sweep_outputs", "TABLE_COLUMNS"]

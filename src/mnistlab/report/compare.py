@@ -138,7 +138,7 @@ def collect_runs(targets: Sequence[str | Path], runs_dir: str | Path | None = No
     matches nothing at all.
     """
     from mnistlab.experiments.suite import load_suite, matches_suite, suite_names
-    from mnistlab.experiments.sweep import is_sweep, sweep_run_dirs
+    from mnistlab.experiments.sweep_results import is_sweep, sweep_run_dirs
 
     root = runs_root(runs_dir)
     found: dict[Path, RunInfo] = {}
