@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -17,7 +18,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
-__all__ = ["ImageInputError", "load_image", "to_mnist_frame", "frame_has_ink", "prepare"]
+__all__ = ["ImageInputError", "Preparation", "load_image", "to_mnist_frame", "prepare_frame",
+           "frame_has_ink", "prepare"]
 
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # Pillow's JPEG opener also takes phones' MPO files
 ALLOWED = "a PNG, JPEG, BMP or GIF image"
@@ -28,6 +30,7 @@ COM_TARGET = 14.0  # MNIST centres of mass sit at (14, 14) in array indices (mea
 NOISE_SIGMAS = 3.5  # ink must exceed the paper by this many noise sigmas (estimated on the border)
 FAINT = 0.05  # after stretching, levels below this are background haze (MNIST strokes hit 1.0)
 MIN_CONTRAST = 0.08  # ink-paper difference below this (in [0, 1]) means "no ink at all"
+LOCAL_NOISE = 2.0  # scales the second-difference noise estimate (see _local_noise)
 
 # Pillow raises many types on corrupt data; all of them mean "this file cannot be decoded".
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
@@ -128,19 +131,40 @@ def _composite(lum: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     return (alpha * lum + (1.0 - alpha) * paper).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Preparation:
+    """Every step `to_mnist_frame` took on one image, kept so `predict --explain` can show them."""
+
+    gray: np.ndarray  # (H, W) float32 in [0, 1]: the image as loaded
+    inverted: bool  # True when dark ink on light paper was flipped to light on dark
+    paper: float  # paper level after the flip
+    noise_sigma: float  # noise estimate behind the ink thresholds
+    ink_level: float  # ink brightness stretched to 1.0; 0.0 when no ink was found
+    ink: np.ndarray  # (H, W) float32 in [0, 1]: the detected ink, stretched; 0 elsewhere
+    box: tuple[int, int, int, int] | None  # (top, bottom, left, right) crop, ends exclusive
+    frame: np.ndarray  # (28, 28) float32 in [0, 1]: the network's input
+
+    @property
+    def has_ink(self) -> bool:
+        return frame_has_ink(self.frame)
+
+
 def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
     """Frame a grayscale image the way MNIST (or Fashion-MNIST) frames its images.
 
-    Steps, in order:
+    Steps, in order (`prepare_frame` returns each one):
       1. Polarity: the paper is the median of the outer border (5% of the short side, at least
          1 px); if it is lighter than 0.5 the image is inverted, so ink is always light on dark.
-      2. Contrast: subtract the paper; the noise sigma is 1.4826 x (75th percentile - median)
-         of the border. The ink level is the 99th percentile of pixels above max(3.5 sigma,
-         0.04); below max(0.08, 7 sigma) there is no ink and zeros are returned. Divide by the
-         level and clip to [0, 1], so the ink reaches 1; pixels under max(3.5 sigma, 5% of the
-         level), and lone specks with no such 8-neighbour, become 0.
-      3. Crop to the bounding box of the ink.
-      4. digit_style=True (MNIST): scale so the longest side is 20 px keeping the aspect ratio
+      2. Noise: sigma is the smaller of two estimates. The border's 1.4826 x (75th percentile -
+         median) is right when the border is paper, even with noise clipped at pure white or
+         black; `LOCAL_NOISE` x the median second difference of the whole image stays right when
+         the border is ink (a digit cropped to its bounding box) and ignores smooth shading.
+      3. Contrast: subtract the paper. The ink level is the 99th percentile of pixels above
+         max(3.5 sigma, 0.04); below max(0.08, 7 sigma) there is no ink and zeros are returned.
+         Divide by the level and clip to [0, 1], so the ink reaches 1; pixels under
+         max(3.5 sigma, 5% of the level), and lone specks with no such 8-neighbour, become 0.
+      4. Crop to the bounding box of the ink.
+      5. digit_style=True (MNIST): scale so the longest side is 20 px keeping the aspect ratio
          (Lanczos, antialiased), re-stretch the peak to 1, and paste into 28x28 at the integer
          offset that puts the centre of mass nearest to (14, 14), kept inside the frame.
          digit_style=False (Fashion-MNIST): longest side 28, pasted centred by bounding box.
@@ -152,32 +176,61 @@ def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
     Raises:
         ImageInputError: `gray` is not a finite 2-D array in [0, 1].
     """
-    x = _check_gray(gray)
-    empty = np.zeros((FRAME, FRAME), np.float32)
+    return prepare_frame(gray, digit_style=digit_style).frame
+
+
+def prepare_frame(gray: np.ndarray, *, digit_style: bool = True) -> Preparation:
+    """`to_mnist_frame` with its intermediate results (polarity, noise, ink, crop box)."""
+    original = _check_gray(gray)
+    x = original
     width = max(1, min(x.shape) // 20)
     border = np.concatenate([x[:width].ravel(), x[-width:].ravel(),
                              x[:, :width].ravel(), x[:, -width:].ravel()])
     paper = float(np.median(border))
-    if paper > 0.5:
+    inverted = paper > 0.5
+    if inverted:
         x, border, paper = 1.0 - x, 1.0 - border, 1.0 - paper
-    # Noise sigma from the ink side of the border (1.4826 x (P75 - P50)): unlike the MAD it
-    # stays right when noise is clipped at pure white/black paper, and tolerates 25% border ink.
-    sigma = 1.4826 * (float(np.percentile(border, 75)) - paper)
+    sigma = min(1.4826 * (float(np.percentile(border, 75)) - paper), _local_noise(x))
     ink = x - paper  # signed: darker-than-paper pixels are negative and never count as ink
+    zeros = np.zeros((FRAME, FRAME), np.float32)
+    nothing = Preparation(original, inverted, paper, sigma, 0.0, np.zeros_like(x), None, zeros)
     mask = _ink_mask(ink, max(NOISE_SIGMAS * sigma, 0.5 * MIN_CONTRAST))
     if not mask.any():
-        return empty
+        return nothing
     level = float(np.percentile(ink[mask], 99))
     if level < max(MIN_CONTRAST, 2 * NOISE_SIGMAS * sigma):
-        return empty
+        return nothing
     y = np.clip(ink / level, 0.0, 1.0)
     mask = _ink_mask(y, max(NOISE_SIGMAS * sigma / level, FAINT))
+    y = np.where(mask, y, 0.0).astype(np.float32)
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    box = np.where(mask, y, 0.0)[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    box = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    frame = _place(y[box[0]:box[1], box[2]:box[3]], digit_style)
+    return Preparation(original, inverted, paper, sigma, level, y, box, frame)
+
+
+def _local_noise(x: np.ndarray) -> float:
+    """Noise sigma from second differences, robust to ink anywhere and to smooth shading.
+
+    The 3x3 operator outer([1, -2, 1], [1, -2, 1]) (Immerkaer 1996) cancels constant and linear
+    intensity, so ramps and antialiased edges barely count; on i.i.d. noise its output has
+    sigma 6 x the noise, and the median absolute value is robust to the few stroke edges.
+    `LOCAL_NOISE` also covers noise clipped at pure paper, which halves the raw estimate.
+    """
+    if min(x.shape) < 3:
+        return float("inf")  # too small to tell noise from ink: the border estimate decides
+    d = x[:, :-2] - 2 * x[:, 1:-1] + x[:, 2:]  # second difference along rows
+    d = d[:-2] - 2 * d[1:-1] + d[2:]  # ... then along columns
+    return LOCAL_NOISE * 1.4826 * float(np.median(np.abs(d))) / 6.0
+
+
+def _place(box: np.ndarray, digit_style: bool) -> np.ndarray:
+    """The cropped ink scaled and pasted into the 28x28 frame (step 5 of `to_mnist_frame`)."""
+    frame = np.zeros((FRAME, FRAME), np.float32)
     box = _resize_longest(box, DIGIT_BOX if digit_style else FRAME)
     peak = float(box.max())
     if peak <= 0:
-        return empty
+        return frame
     box /= peak
     h, w = box.shape
     if digit_style:
@@ -186,8 +239,8 @@ def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
         left = min(max(int(np.floor(COM_TARGET - com_c + 0.5)), 0), FRAME - w)
     else:
         top, left = (FRAME - h) // 2, (FRAME - w) // 2
-    empty[top:top + h, left:left + w] = box
-    return empty
+    frame[top:top + h, left:left + w] = box
+    return frame
 
 
 def _check_gray(gray: np.ndarray) -> np.ndarray:
