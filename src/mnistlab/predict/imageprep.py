@@ -30,7 +30,9 @@ COM_TARGET = 14.0  # MNIST centres of mass sit at (14, 14) in array indices (mea
 NOISE_SIGMAS = 3.5  # ink must exceed the paper by this many noise sigmas (estimated on the border)
 FAINT = 0.05  # after stretching, levels below this are background haze (MNIST strokes hit 1.0)
 MIN_CONTRAST = 0.08  # ink-paper difference below this (in [0, 1]) means "no ink at all"
-LOCAL_NOISE = 2.0  # scales the second-difference noise estimate (see _local_noise)
+EXTREMES = 0.1  # percent of pixels at each end that show which side of the paper the ink is on
+CLIPPED_NOISE = 2.0  # noise clipped at pure paper reads ~0.52-0.58x in `_local_noise`
+CLIPPED_SHARE = 0.1  # ... which shows as this share of pixels at pure paper (or more)
 
 # Pillow raises many types on corrupt data; all of them mean "this file cannot be decoded".
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, TypeError,
@@ -154,11 +156,14 @@ def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
 
     Steps, in order (`prepare_frame` returns each one):
       1. Polarity: the paper is the median of the outer border (5% of the short side, at least
-         1 px); if it is lighter than 0.5 the image is inverted, so ink is always light on dark.
+         1 px); the ink is on the side of it where the image's extremes (0.1% of the pixels at
+         each end) stray further (on a tie: dark ink when the paper is lighter than 0.5). Dark
+         ink is inverted, so ink is always light on dark, whatever the paper's own shade.
       2. Noise: sigma is the smaller of two estimates. The border's 1.4826 x (75th percentile -
          median) is right when the border is paper, even with noise clipped at pure white or
-         black; `LOCAL_NOISE` x the median second difference of the whole image stays right when
-         the border is ink (a digit cropped to its bounding box) and ignores smooth shading.
+         black. The whole image's median second difference (`_local_noise`, doubled when 10% of
+         the pixels are pure paper, i.e. noise is clipped there) stays right when the border is
+         ink (a digit cropped to its bounding box) and ignores smooth shading.
       3. Contrast: subtract the paper. The ink level is the 99th percentile of pixels above
          max(3.5 sigma, 0.04); below max(0.08, 7 sigma) there is no ink and zeros are returned.
          Divide by the level and clip to [0, 1], so the ink reaches 1; pixels under
@@ -187,10 +192,12 @@ def prepare_frame(gray: np.ndarray, *, digit_style: bool = True) -> Preparation:
     border = np.concatenate([x[:width].ravel(), x[-width:].ravel(),
                              x[:, :width].ravel(), x[:, -width:].ravel()])
     paper = float(np.median(border))
-    inverted = paper > 0.5
+    inverted = _dark_ink(x, paper)
     if inverted:
         x, border, paper = 1.0 - x, 1.0 - border, 1.0 - paper
-    sigma = min(1.4826 * (float(np.percentile(border, 75)) - paper), _local_noise(x))
+    clipped = np.count_nonzero(x <= 0.0) >= CLIPPED_SHARE * x.size  # paper noise cut at black
+    sigma = min(1.4826 * (float(np.percentile(border, 75)) - paper),
+                _local_noise(x) * (CLIPPED_NOISE if clipped else 1.0))
     ink = x - paper  # signed: darker-than-paper pixels are negative and never count as ink
     zeros = np.zeros((FRAME, FRAME), np.float32)
     nothing = Preparation(original, inverted, paper, sigma, 0.0, np.zeros_like(x), None, zeros)
@@ -209,19 +216,30 @@ def prepare_frame(gray: np.ndarray, *, digit_style: bool = True) -> Preparation:
     return Preparation(original, inverted, paper, sigma, level, y, box, frame)
 
 
+def _dark_ink(x: np.ndarray, paper: float) -> bool:
+    """Whether the ink is darker than the paper: the side whose extremes (the 0.1% of pixels
+    furthest out) stray further from the paper. Without a clear winner (no ink, or ink on both
+    sides), light paper means dark ink, as on most paper and screens."""
+    lighter = float(np.percentile(x, 100 - EXTREMES)) - paper
+    darker = paper - float(np.percentile(x, EXTREMES))
+    if abs(lighter - darker) < MIN_CONTRAST:
+        return paper > 0.5
+    return darker > lighter
+
+
 def _local_noise(x: np.ndarray) -> float:
     """Noise sigma from second differences, robust to ink anywhere and to smooth shading.
 
     The 3x3 operator outer([1, -2, 1], [1, -2, 1]) (Immerkaer 1996) cancels constant and linear
     intensity, so ramps and antialiased edges barely count; on i.i.d. noise its output has
     sigma 6 x the noise, and the median absolute value is robust to the few stroke edges.
-    `LOCAL_NOISE` also covers noise clipped at pure paper, which halves the raw estimate.
+    Noise clipped at pure black paper reads about half as large (the caller corrects it).
     """
     if min(x.shape) < 3:
         return float("inf")  # too small to tell noise from ink: the border estimate decides
     d = x[:, :-2] - 2 * x[:, 1:-1] + x[:, 2:]  # second difference along rows
     d = d[:-2] - 2 * d[1:-1] + d[2:]  # ... then along columns
-    return LOCAL_NOISE * 1.4826 * float(np.median(np.abs(d))) / 6.0
+    return 1.4826 * float(np.median(np.abs(d))) / 6.0
 
 
 def _place(box: np.ndarray, digit_style: bool) -> np.ndarray:
