@@ -105,7 +105,7 @@ def test_font_digits_in_every_format_are_read(runs, tmp_path):
     read = [r for r in results if r.ok]
     accuracy = _accuracy(read, [by_path[r.path] for r in read])
     assert accuracy >= 0.45  # chance is 0.10; a 3-epoch MLP on 6,000 digits, unseen typefaces
-    for r in results:
+    for r in read:
         assert len(r.top) == 3 and r.top[0][2] >= r.top[1][2] >= r.top[2][2]
         assert r.frame.shape == (28, 28) and r.frame.dtype == np.uint8
 
