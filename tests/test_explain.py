@@ -30,8 +30,8 @@ def test_preparation_figure_shows_original_ink_crop_and_frame():
     top, bottom, left, right = prep.box
     fig = preparation_figure(prep.gray, prep.ink, prep.box, prep.frame, title="seven",
                              notes=explanation_notes(prep))
-    axes = fig.axes
-    assert len(axes) == 4 and fig.get_suptitle() == "seven"
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 4 and "seven" in [t.get_text() for ax in fig.axes for t in ax.texts]
     shown = [np.asarray(ax.images[0].get_array()) for ax in axes]
     np.testing.assert_array_equal(shown[0], prep.gray)
     np.testing.assert_array_equal(shown[1], prep.ink)
@@ -49,10 +49,11 @@ def test_preparation_figure_of_an_empty_image_says_there_was_no_ink():
     prep = prepare_frame(np.full((40, 30), 0.6, np.float32))
     fig = preparation_figure(prep.gray, prep.ink, prep.box, prep.frame,
                              notes=explanation_notes(prep))
-    assert all(not ax.patches for ax in fig.axes)
-    assert "no ink" in " ".join(t.get_text() for t in fig.axes[2].texts)
-    assert "no ink found" in fig.axes[2].get_title()
-    assert "nothing found" in fig.axes[3].get_title()
+    axes = [ax for ax in fig.axes if ax.images]
+    assert all(not ax.patches for ax in axes)
+    assert "no ink" in " ".join(t.get_text() for t in axes[2].texts)
+    assert "no ink found" in axes[2].get_title()
+    assert "nothing found" in axes[3].get_title()
 
 
 def test_save_explanations_writes_one_png_per_prepared_file(tmp_path):

@@ -135,13 +135,18 @@ def preparation_figure(original: np.ndarray, ink: np.ndarray,
         box: (top, bottom, left, right) of the crop, ends exclusive; None when nothing was found.
         frame: (28, 28) in [0, 1] (or uint8), what the network sees.
         notes: one line under each panel's title (e.g. paper and noise levels).
-        ax: four axes to draw into; a new 1x4 figure when None.
+        ax: four axes to draw into; a new figure (title row, then the four panels) when None.
     """
     plt = _pyplot()
     from matplotlib.patches import Rectangle
 
-    if ax is None:
-        fig, ax = plt.subplots(1, 4, figsize=(12, 3.6), dpi=100)
+    head = None
+    if ax is None:  # a thin top row holds the title: tight_layout (save_figure) leaves it room
+        fig = plt.figure(figsize=(12, 3.9), dpi=100)
+        grid = fig.add_gridspec(2, 4, height_ratios=(1, 10))
+        head = fig.add_subplot(grid[0, :])
+        head.axis("off")
+        ax = [fig.add_subplot(grid[1, i]) for i in range(4)]
     else:
         fig = ax[0].figure
     rect = None if box is None else (box[2] - 0.5, box[0] - 0.5, box[3] - box[2], box[1] - box[0])
@@ -162,6 +167,9 @@ def preparation_figure(original: np.ndarray, ink: np.ndarray,
     if box is None:
         ax[2].text(0.5, 0.5, "no ink:\nnothing to crop", transform=ax[2].transAxes,
                    ha="center", va="center", color="red")
-    if title:
+    if title and head is not None:
+        head.text(0.5, 0.5, title, ha="center", va="center", fontsize="large",
+                  transform=head.transAxes)
+    elif title:
         fig.suptitle(title)
     return fig
