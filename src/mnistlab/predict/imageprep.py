@@ -62,7 +62,7 @@ def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
       2. Noise: sigma is the smaller of two estimates. The border's 1.4826 x (75th percentile -
          median) is right when the border is paper, even with noise clipped at pure white or
          black. The whole image's second differences (`_local_noise`, doubled when 10% of
-         the pixels are pure paper, i.e. noise is clipped there) stays right when the border is
+         the pixels are pure paper, i.e. noise is clipped there) stay right when the border is
          ink (a digit cropped to its bounding box) and ignores smooth shading.
       3. Contrast: subtract the paper. The ink level is the 99th percentile of pixels above
          max(3.5 sigma, 0.04); below max(0.08, 7 sigma) there is no ink and zeros are returned.
