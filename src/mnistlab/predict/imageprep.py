@@ -30,7 +30,8 @@ FAINT = 0.05  # after stretching, levels below this are background haze (MNIST s
 MIN_CONTRAST = 0.08  # ink-paper difference below this (in [0, 1]) means "no ink at all"
 EXTREMES = 0.1  # percent of pixels at each end that show which side of the paper the ink is on
 CLIPPED_NOISE = 2.0  # noise clipped at pure paper reads ~0.48-0.62x in `_local_noise`
-CLIPPED_SHARE = 0.1  # ... which shows as this share of pixels at pure paper (or more)
+CLIPPED_SHARE = 0.1  # ... which shows as this share of pixels at pure paper (or more),
+SOLID_PAPER = 0.25  # ... few of them (under this share) inside solid patches of pure paper
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,8 @@ def to_mnist_frame(gray: np.ndarray, *, digit_style: bool = True) -> np.ndarray:
          ink is inverted, so ink is always light on dark, whatever the paper's own shade.
       2. Noise: sigma is the smaller of two estimates. The border's 1.4826 x (75th percentile -
          median) is right when the border is paper, even with noise clipped at pure white or
-         black. The whole image's second differences (`_local_noise`, doubled when 10% of
-         the pixels are pure paper, i.e. noise is clipped there) stay right when the border is
+         black. The whole image's second differences (`_local_noise`, doubled when noise is
+         clipped at pure paper, see `_clipped`) stay right when the border is
          ink (a digit cropped to its bounding box) and ignores smooth shading.
       3. Contrast: subtract the paper. The ink level is the 99th percentile of pixels above
          max(3.5 sigma, 0.04); below max(0.08, 7 sigma) there is no ink and zeros are returned.
@@ -95,9 +96,8 @@ def prepare_frame(gray: np.ndarray, *, digit_style: bool = True) -> Preparation:
     inverted = _dark_ink(x, paper)
     if inverted:
         x, border, paper = 1.0 - x, 1.0 - border, 1.0 - paper
-    clipped = np.count_nonzero(x <= 0.0) >= CLIPPED_SHARE * x.size  # paper noise cut at black
     sigma = min(1.4826 * (float(np.percentile(border, 75)) - paper),
-                _local_noise(x) * (CLIPPED_NOISE if clipped else 1.0))
+                _local_noise(x) * (CLIPPED_NOISE if _clipped(x) else 1.0))
     ink = x - paper  # signed: darker-than-paper pixels are negative and never count as ink
     zeros = np.zeros((FRAME, FRAME), np.float32)
     nothing = Preparation(original, inverted, paper, sigma, 0.0, np.zeros_like(x), None, zeros)
@@ -125,6 +125,17 @@ def _dark_ink(x: np.ndarray, paper: float) -> bool:
     if abs(lighter - darker) < MIN_CONTRAST:
         return paper > 0.5
     return darker > lighter
+
+
+def _clipped(x: np.ndarray) -> bool:
+    """Whether noise on the paper is clipped at black: many pixels at 0, but scattered (each
+    has four 0 neighbours with odds ~1/16) rather than in solid patches of clean paper."""
+    zero = x <= 0.0
+    count = int(np.count_nonzero(zero))
+    if count < CLIPPED_SHARE * x.size:
+        return False
+    solid = zero[1:-1, 1:-1] & zero[:-2, 1:-1] & zero[2:, 1:-1] & zero[1:-1, :-2] & zero[1:-1, 2:]
+    return np.count_nonzero(solid) < SOLID_PAPER * count
 
 
 def _local_noise(x: np.ndarray) -> float:
