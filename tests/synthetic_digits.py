@@ -2,7 +2,8 @@
 
 Two sources: digits typeset with DejaVu fonts (sizes, strokes, colours, alpha, canvases), and
 real MNIST digits rescaled, moved, inverted, tinted and noised inside larger canvases. Both
-return PIL images so callers can save them in any format. Same seed, same images.
+return PIL images so callers can save them in any format. Same seed, same images. Plus
+`crop_tightly`: a digit cut to its bounding box, as someone cropping a scan or photo would.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 __all__ = ["FONT_DIR", "FONT_FILES", "available_fonts", "render_font_digits",
-           "paste_mnist_digits"]
+           "paste_mnist_digits", "crop_tightly"]
 
 FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
 FONT_FILES = ("DejaVuSans.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSans-Bold.ttf",
@@ -115,3 +116,20 @@ def paste_mnist_digits(images: np.ndarray, labels: np.ndarray, n: int, seed: int
             img = Image.fromarray(np.round(np.clip(canvas, 0, 1) * 255).astype(np.uint8))
         out.append((img, int(labels[k])))
     return out
+
+
+def crop_tightly(image: np.ndarray, side: int = 64, margin: int = 0) -> np.ndarray:
+    """A light-on-dark digit (uint8 or [0, 1]) cut to the bounding box of its nonzero pixels,
+    scaled (Lanczos, aspect kept) so its longest side is `side`, then given `margin` px of
+    paper on every side. margin=0 is a crop whose ink touches the image border.
+
+    Returns (H, W) float32 in [0, 1].
+    """
+    x = np.asarray(image, np.float32)
+    x = x / 255.0 if x.max() > 1 else x
+    rows, cols = np.flatnonzero(x.max(1) > 0), np.flatnonzero(x.max(0) > 0)
+    box = x[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = side / max(box.shape)
+    size = (max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale)))
+    big = np.asarray(Image.fromarray(box).resize(size, Image.Resampling.LANCZOS))
+    return np.pad(np.clip(big, 0.0, 1.0), margin).astype(np.float32)

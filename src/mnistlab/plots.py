@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["curves_figure", "confusion_figure", "validation_overlay_figure", "save_figure"]
+__all__ = ["curves_figure", "confusion_figure", "validation_overlay_figure", "save_figure",
+           "hog_figure", "preparation_figure"]
 
 
 def _pyplot():
@@ -118,5 +119,57 @@ def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any
     for a in ax:
         a.axis("off")
     if title:
+        fig.suptitle(title)
+    return fig
+
+
+def preparation_figure(original: np.ndarray, ink: np.ndarray,
+                       box: tuple[int, int, int, int] | None, frame: np.ndarray, title: str = "",
+                       notes: Sequence[str] = ("", "", "", ""), ax: Any = None):
+    """How one image became a network input: the original, the ink found in it, the crop box
+    and the 28x28 frame, side by side.
+
+    Args:
+        original: (H, W) grayscale in [0, 1], as loaded.
+        ink: (H, W) in [0, 1], the detected ink (light on dark whatever the original's polarity).
+        box: (top, bottom, left, right) of the crop, ends exclusive; None when nothing was found.
+        frame: (28, 28) in [0, 1] (or uint8), what the network sees.
+        notes: one line under each panel's title (e.g. paper and noise levels).
+        ax: four axes to draw into; a new figure (title row, then the four panels) when None.
+    """
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
+    head = None
+    if ax is None:  # a thin top row holds the title: tight_layout (save_figure) leaves it room
+        fig = plt.figure(figsize=(12, 3.9), dpi=100)
+        grid = fig.add_gridspec(2, 4, height_ratios=(1, 10))
+        head = fig.add_subplot(grid[0, :])
+        head.axis("off")
+        ax = [fig.add_subplot(grid[1, i]) for i in range(4)]
+    else:
+        fig = ax[0].figure
+    rect = None if box is None else (box[2] - 0.5, box[0] - 0.5, box[3] - box[2], box[1] - box[0])
+    panels = [("original", original), ("detected ink", ink),
+              ("crop box", np.zeros((1, 1)) if box is None
+               else original[box[0]:box[1], box[2]:box[3]]),
+              ("28x28 input", frame)]
+    for i, (name, image) in enumerate(panels):
+        vmax = 255 if np.asarray(image).dtype == np.uint8 else 1.0
+        ax[i].imshow(image, cmap="gray", vmin=0, vmax=vmax, interpolation="nearest")
+        note = notes[i] if i < len(notes) else ""
+        ax[i].set_title(f"{name}\n{note}" if note else name, fontsize="small")
+        ax[i].set_xticks([])
+        ax[i].set_yticks([])
+        if rect is not None and i < 2:
+            ax[i].add_patch(Rectangle(rect[:2], rect[2], rect[3], fill=False, edgecolor="red",
+                                      linewidth=1.5))
+    if box is None:
+        ax[2].text(0.5, 0.5, "no ink:\nnothing to crop", transform=ax[2].transAxes,
+                   ha="center", va="center", color="red")
+    if title and head is not None:
+        head.text(0.5, 0.5, title, ha="center", va="center", fontsize="large",
+                  transform=head.transAxes)
+    elif title:
         fig.suptitle(title)
     return fig

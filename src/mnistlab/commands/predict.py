@@ -13,6 +13,9 @@ def predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", metavar="OUT", help="also write file,prediction,probability,... here")
     p.add_argument("--show", metavar="DIR",
                    help="write each 28x28 input the network saw as a PNG into DIR")
+    p.add_argument("--explain", nargs="?", const="", metavar="DIR",
+                   help="draw how each file was prepared (original, detected ink, crop box, "
+                        "28x28 input) as a PNG into DIR, or beside the --csv file")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",
                    help="refuse larger images (default 40,000,000)")
     p.add_argument("--runs-dir", help="runs folder (default: $MNISTLAB_RUNS or ./runs)")
@@ -20,8 +23,10 @@ def predict_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     import sys
+    from pathlib import Path
 
     from mnistlab.errors import EXIT_USAGE, ConfigError
+    from mnistlab.predict.explain import save_explanations
     from mnistlab.predict.imageprep import MAX_PIXELS
     from mnistlab.predict.predictor import predict_files, save_seen_frames, write_predictions_csv
     from mnistlab.runs.directory import resolve_run_dir
@@ -31,8 +36,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     max_pixels = MAX_PIXELS if args.max_pixels is None else args.max_pixels
     if max_pixels < 1:
         raise ConfigError(f"--max-pixels must be an int >= 1; got {max_pixels}")
+    explain = args.explain  # None: not asked; "": beside the CSV; else a folder
+    if explain == "" and not args.csv:
+        raise ConfigError("--explain needs a place for its PNGs: give a folder (--explain DIR) "
+                          "or --csv OUT to write them beside the CSV")
     run_dir = resolve_run_dir(args.run, args.runs_dir)
-    results = predict_files(run_dir, args.images, top=args.top, max_pixels=max_pixels)
+    results = predict_files(run_dir, args.images, top=args.top, max_pixels=max_pixels,
+                            explain=explain is not None)
     for r in results:
         if r.ok:
             best = "  ".join(f"{name} {prob:.4f}" for _, name, prob in r.top)
@@ -44,6 +54,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_predictions_csv(results, args.csv, k)
     if args.show:
         save_seen_frames(results, args.show)
+    if explain:
+        save_explanations(results, explain)
+    elif explain == "":
+        csv_path = Path(args.csv)
+        save_explanations(results, csv_path.parent, prefix=f"{csv_path.stem}-")
     failed = sum(not r.ok for r in results)
     if failed:
         print(f"mnistlab predict: {failed} of {len(results)} files could not be predicted",

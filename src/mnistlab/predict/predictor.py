@@ -11,7 +11,9 @@ grayscale, polarity, contrast and crop steps, then the longest side scaled to 28
 box centred (no 20 px digit box, no centre-of-mass shift: Fashion-MNIST images fill the frame).
 
 A file that cannot be used (not an image, empty, truncated, too many pixels, unreadable) gives
-a per-file error; the other files are still predicted.
+a per-file error; the other files are still predicted. So does a file in which preparation finds
+no ink (blank, a single pixel, only noise, too faint): its error says "no digit found" rather than
+letting the network guess a class for an empty frame.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
-from mnistlab.predict.imageprep import MAX_PIXELS, ImageInputError, prepare
+from mnistlab.predict.imageprep import (
+    MAX_PIXELS,
+    ImageInputError,
+    Preparation,
+    load_image,
+    prepare_frame,
+)
 
 __all__ = ["Prediction", "Predictor", "load_predictor", "expand_paths", "predict_files",
-           "write_predictions_csv", "save_seen_frames", "IMAGE_SUFFIXES", "DIGIT_STYLE"]
+           "write_predictions_csv", "save_seen_frames", "IMAGE_SUFFIXES", "DIGIT_STYLE",
+           "NO_INK"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what a folder is searched for
 DIGIT_STYLE = {"mnist": True, "fashion-mnist": False}  # dataset -> imageprep digit_style
+NO_INK = ("no {thing} found: after preparation nothing stands out from the paper (blank, too "
+          "small, only noise or too faint); `mnistlab predict --explain` shows the steps")
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,8 @@ class Prediction:
     top: tuple[tuple[int, str, float], ...] = ()  # (class index, class name, probability)
     error: str | None = None
     frame: np.ndarray | None = field(default=None, repr=False)  # (28, 28) uint8 the net saw
+    # imageprep's steps, kept only when asked for (`explain=True`): they hold the whole image
+    preparation: Preparation | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -131,35 +144,51 @@ def expand_paths(paths: list[str | Path]) -> list[Path]:
     return out
 
 
-def _frame(path: Path, digit_style: bool, max_pixels: int) -> np.ndarray:
-    """(28, 28) uint8: the framed image quantised to 8 bits, as the datasets store images."""
+def _prepare(path: Path, digit_style: bool, max_pixels: int) -> Preparation:
+    """Load and frame one file (a folder given as a file has no image to frame)."""
     if path.is_dir():
         raise ImageInputError(path, "folder holds no " + "/".join(IMAGE_SUFFIXES) + " files")
-    frame = prepare(path, digit_style=digit_style, max_pixels=max_pixels)
+    return prepare_frame(load_image(path, max_pixels=max_pixels), digit_style=digit_style)
+
+
+def _quantise(frame: np.ndarray) -> np.ndarray:
+    """(28, 28) uint8: the framed image quantised to 8 bits, as the datasets store images."""
     return np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def predict_files(run_dir: str | Path | Predictor, paths: list[str | Path], top: int = 3,
-                  max_pixels: int = MAX_PIXELS) -> list[Prediction]:
+                  max_pixels: int = MAX_PIXELS, explain: bool = False) -> list[Prediction]:
     """Classify image files (or folders of them) with a finished run; one result per file.
 
-    Unusable files come back with `error` set instead of raising, so one bad file never stops
-    a batch. Raises RunError only when the run itself cannot be loaded.
+    Unusable files, and files with no ink after preparation ("no digit found"), come back with
+    `error` set instead of raising, so one bad file never stops a batch. With `explain`, each
+    prepared file keeps its `preparation` (for `save_explanations`). Raises RunError only when
+    the run itself cannot be loaded.
     """
     predictor = run_dir if isinstance(run_dir, Predictor) else load_predictor(run_dir)
     k = max(1, min(int(top), len(predictor.class_names)))
+    no_ink = NO_INK.format(thing="digit" if predictor.digit_style else "object")
     files = expand_paths(paths)
     frames: list[np.ndarray] = []
-    results: list[Prediction | None] = []
+    results: list[Prediction | None] = []  # None: predicted below from the next of `frames`
+    kept: list[Preparation | None] = []  # each frame's steps, only with explain (whole images)
     for path in files:
         try:
-            frames.append(_frame(path, predictor.digit_style, max_pixels))
-            results.append(None)
+            prep = _prepare(path, predictor.digit_style, max_pixels)
         except ImageInputError as exc:
             results.append(Prediction(path, error=exc.problem))
+            continue
         except (OSError, MemoryError) as exc:  # e.g. an I/O error mid-read, an absurd image
             results.append(Prediction(path, error=f"cannot be read ({type(exc).__name__}: "
                                                   f"{exc})"))
+            continue
+        if prep.has_ink:
+            frames.append(_quantise(prep.frame))
+            kept.append(prep if explain else None)
+            results.append(None)
+        else:
+            results.append(Prediction(path, error=no_ink,
+                                      preparation=prep if explain else None))
     probs = predictor.probabilities(np.stack(frames) if frames else np.zeros((0, 28, 28),
                                                                              np.uint8))
     out, j = [], 0
@@ -167,7 +196,7 @@ def predict_files(run_dir: str | Path | Predictor, paths: list[str | Path], top:
         if res is None:
             best = np.argsort(-probs[j], kind="stable")[:k]
             res = Prediction(path, tuple((int(c), predictor.class_names[c], float(probs[j, c]))
-                                         for c in best), frame=frames[j])
+                                         for c in best), frame=frames[j], preparation=kept[j])
             j += 1
         out.append(res)
     return out
