@@ -107,7 +107,7 @@ def load_predictor(run_dir: str | Path) -> Predictor:
     config_path, model_path = run_dir / "config.toml", run_dir / "model.pt"
     try:
         raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
-        exp = experiment_from_dict(raw, str(config_path))
+        exp = experiment_from_dict(raw, str(config_path), check_memory=False)
     except (OSError, ValueError) as exc:
         reason = exc if isinstance(exc, ConfigError) else f"unreadable ({type(exc).__name__})"
         raise RunError(f"{config_path}: {reason}; cannot predict with this run") from None
