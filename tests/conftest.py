@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mnistlab.data.idx import idx_bytes
+from mnistlab.runs.directory import read_history
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The compiled convolution kernel is built once into the checkout's build/ (ignored by git) and
@@ -94,3 +97,23 @@ def tiny_dataset(tmp_path, monkeypatch):
                                                                         sizes=sizes))
     monkeypatch.setenv("MNISTLAB_DATA", str(root))
     return root
+
+
+TIMING_KEYS = {"train_seconds", "seconds_per_epoch", "finished"}  # differ between equal runs
+
+
+def same_run_result(run_a: Path, run_b: Path) -> None:
+    """Identical history (minus seconds), metrics (minus timing), predictions and weights."""
+    ha, hb = read_history(run_a / "history.csv"), read_history(run_b / "history.csv")
+    ha.pop("seconds"), hb.pop("seconds")
+    assert ha == hb
+    ma = json.loads((run_a / "metrics.json").read_text())
+    mb = json.loads((run_b / "metrics.json").read_text())
+    assert {k: v for k, v in ma.items() if k not in TIMING_KEYS} == \
+        {k: v for k, v in mb.items() if k not in TIMING_KEYS}
+    pa, pb = np.load(run_a / "predictions.npz"), np.load(run_b / "predictions.npz")
+    for key in ("y_true", "y_pred", "probabilities"):
+        np.testing.assert_array_equal(pa[key], pb[key])
+    wa = torch.load(run_a / "model.pt", weights_only=True)
+    wb = torch.load(run_b / "model.pt", weights_only=True)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -13,35 +13,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, same_run_result
 
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
 from mnistlab.errors import ConfigError, RunError, RunInterrupted
-from mnistlab.runs.directory import list_runs, load_run, read_history, resolve_run_dir
+from mnistlab.runs.directory import list_runs, load_run, resolve_run_dir
 from mnistlab.runs.execute import resume_run, run_experiment
-
-TIMING_KEYS = {"train_seconds", "seconds_per_epoch", "finished"}
-
-
-def _same_result(run_a: Path, run_b: Path) -> None:
-    """Identical history (minus seconds), metrics (minus timing), predictions and weights."""
-    ha, hb = read_history(run_a / "history.csv"), read_history(run_b / "history.csv")
-    ha.pop("seconds"), hb.pop("seconds")
-    assert ha == hb
-    ma = json.loads((run_a / "metrics.json").read_text())
-    mb = json.loads((run_b / "metrics.json").read_text())
-    assert {k: v for k, v in ma.items() if k not in TIMING_KEYS} == \
-        {k: v for k, v in mb.items() if k not in TIMING_KEYS}
-    pa, pb = np.load(run_a / "predictions.npz"), np.load(run_b / "predictions.npz")
-    for key in ("y_true", "y_pred", "probabilities"):
-        np.testing.assert_array_equal(pa[key], pb[key])
-    wa = torch.load(run_a / "model.pt", weights_only=True)
-    wb = torch.load(run_b / "model.pt", weights_only=True)
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def _tiny(**training) -> list[str]:
@@ -86,7 +66,7 @@ def test_ctrl_c_saves_the_exact_position_and_resume_is_bit_identical(tiny_datase
     assert (position or {}).get("batch", 0) == press_at % 14
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
     resumed = resume_run(run_dir)
-    _same_result(reference.run_dir, resumed.run_dir)
+    same_run_result(reference.run_dir, resumed.run_dir)
     assert json.loads((run_dir / "status.json").read_text())["status"] == "complete"
     with pytest.raises(RunError, match="already complete"):
         resume_run(run_dir)
@@ -102,7 +82,7 @@ def test_a_resumed_run_can_be_interrupted_again_mid_epoch(tiny_dataset, tmp_path
         resume_run(run_dir, reporter=_CtrlC(3))  # batches 7, 8, 9 of the same epoch
     with pytest.raises(RunInterrupted, match=r"after epoch 2 \+ 3 batches"):
         resume_run(run_dir, reporter=_CtrlC(22))  # 5 to end epoch 1, 14 in epoch 2, 3 more
-    _same_result(reference.run_dir, resume_run(run_dir).run_dir)
+    same_run_result(reference.run_dir, resume_run(run_dir).run_dir)
 
 
 def test_second_ctrl_c_aborts_at_once_and_keeps_the_epoch_checkpoint(tiny_dataset, tmp_path):
@@ -115,7 +95,7 @@ def test_second_ctrl_c_aborts_at_once_and_keeps_the_epoch_checkpoint(tiny_datase
     assert json.loads((run_dir / "status.json").read_text())["status"] == "interrupted"
     checkpoint = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert checkpoint["epochs_done"] == 1 and checkpoint["position"] is None
-    _same_result(reference.run_dir, resume_run(run_dir).run_dir)
+    same_run_result(reference.run_dir, resume_run(run_dir).run_dir)
 
 
 def test_resume_refuses_a_damaged_or_foreign_checkpoint(tiny_dataset, tmp_path):
@@ -209,7 +189,7 @@ def test_sigkill_mid_epoch_then_resume_gives_identical_results(real_runs, tmp_pa
     assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["epochs_done"] >= 2
     resume = _cli(cache, "resume", run_dir.name, "--runs-dir", str(tmp_path))  # a name, not a path
     assert resume.wait(timeout=120) == 0, resume.stderr.read()
-    _same_result(reference, run_dir)
+    same_run_result(reference, run_dir)
 
 
 @pytest.mark.slow
@@ -253,7 +233,7 @@ def test_sigterm_on_a_real_process_stops_like_ctrl_c_exits_143_and_resumes_ident
     assert status["batches_done"] == (checkpoint["position"] or {}).get("batch", 0)
     resume = _cli(cache, "resume", str(run_dir))
     assert resume.wait(timeout=120) == 0, resume.stderr.read()
-    _same_result(reference, run_dir)
+    same_run_result(reference, run_dir)
 
 
 def _files(run_dir: Path) -> dict[str, bytes]:
@@ -303,7 +283,7 @@ def test_resume_of_a_run_that_a_live_process_writes_is_refused(real_runs, tmp_pa
     finally:
         first.send_signal(signal.SIGCONT)
     assert first.wait(timeout=120) == 0, first.stderr.read()
-    _same_result(reference, run_dir)
+    same_run_result(reference, run_dir)
 
 
 # --- damaged run folders: listed as such, never a crash -----------------------------------------
@@ -423,7 +403,7 @@ def test_disk_full_is_reported_and_earlier_runs_are_untouched(tiny_dataset, tmp_
     monkeypatch.setattr(os, "replace", real_replace)
     assert main(["runs", "--runs-dir", str(runs)]) == 0
     for run in others:  # once there is space again, resume finishes the very same run
-        _same_result(earlier, resume_run(run).run_dir)
+        same_run_result(earlier, resume_run(run).run_dir)
 
 
 def test_an_unwritable_runs_folder_is_reported_in_one_line(tiny_dataset, tmp_path, capsys):

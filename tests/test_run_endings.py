@@ -12,19 +12,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
+from conftest import same_run_result
 
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
 from mnistlab.errors import RunInterrupted, RunInUse, Terminated
 from mnistlab.experiments.suite import load_suite, run_suite, suite_experiments
 from mnistlab.runs import execute, outputs
-from mnistlab.runs.directory import LOCK_FILE, list_runs, lock_run_dir, read_history
+from mnistlab.runs.directory import LOCK_FILE, list_runs, lock_run_dir
 from mnistlab.runs.execute import resume_run, run_experiment
-
-TIMING_KEYS = {"train_seconds", "seconds_per_epoch", "finished"}
 
 
 class _Unhandled(Exception):
@@ -51,23 +48,6 @@ def _tiny(*extra: str, epochs: int = 3) -> list[str]:
 
 def _status(run_dir: Path) -> dict:
     return json.loads((run_dir / "status.json").read_text())
-
-
-def _same_result(run_a: Path, run_b: Path) -> None:
-    """Identical history (minus seconds), metrics (minus timing), predictions and weights."""
-    ha, hb = read_history(run_a / "history.csv"), read_history(run_b / "history.csv")
-    ha.pop("seconds"), hb.pop("seconds")
-    assert ha == hb
-    ma = json.loads((run_a / "metrics.json").read_text())
-    mb = json.loads((run_b / "metrics.json").read_text())
-    assert {k: v for k, v in ma.items() if k not in TIMING_KEYS} == \
-        {k: v for k, v in mb.items() if k not in TIMING_KEYS}
-    pa, pb = np.load(run_a / "predictions.npz"), np.load(run_b / "predictions.npz")
-    for key in ("y_true", "y_pred", "probabilities"):
-        np.testing.assert_array_equal(pa[key], pb[key])
-    wa = torch.load(run_a / "model.pt", weights_only=True)
-    wb = torch.load(run_b / "model.pt", weights_only=True)
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 class _Signals:
@@ -107,7 +87,7 @@ def test_sigterm_stops_at_a_batch_boundary_like_ctrl_c(tiny_dataset, tmp_path,
             status["signal"]) == ("interrupted", 1, 6, "SIGTERM")
     assert signal.getsignal(signal.SIGTERM) is sigterm_reaches_us  # handlers restored
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    _same_result(reference.run_dir, resume_run(run_dir).run_dir)
+    same_run_result(reference.run_dir, resume_run(run_dir).run_dir)
 
 
 def test_ctrl_c_status_names_its_signal_and_exits_130(tiny_dataset, tmp_path):
@@ -127,7 +107,7 @@ def test_a_second_sigterm_aborts_at_once_and_keeps_the_epoch_checkpoint(tiny_dat
     assert info.value.exit_code == 143 and not isinstance(info.value, RunInterrupted)
     (run_dir,) = (tmp_path / "cut").iterdir()
     assert _status(run_dir)["status"] == "interrupted" and _status(run_dir)["epochs_done"] == 1
-    _same_result(reference.run_dir, resume_run(run_dir).run_dir)
+    same_run_result(reference.run_dir, resume_run(run_dir).run_dir)
 
 
 # --- signals outside the batch loop --------------------------------------------------------------
@@ -163,7 +143,7 @@ def test_a_signal_while_the_outputs_are_written_leaves_interrupted_and_resume_wr
     assert not (run_dir / writing).exists()
     result = resume_run(run_dir)
     assert _status(run_dir)["status"] == "complete"
-    _same_result(reference.run_dir, result.run_dir)
+    same_run_result(reference.run_dir, result.run_dir)
     assert all((run_dir / f).is_file() for f in ("loss.png", "accuracy.png", "confusion.png"))
 
 
@@ -211,7 +191,7 @@ def test_out_of_memory_while_building_marks_the_run_failed_with_the_reason(
     assert list_runs(tmp_path / "cut")[0].status == "failed"
     with lock_run_dir(run_dir):  # released on the way out
         pass
-    _same_result(reference.run_dir, resume_run(run_dir).run_dir)  # then it trains from scratch
+    same_run_result(reference.run_dir, resume_run(run_dir).run_dir)  # then it trains from scratch
 
 
 # --- the run directory's lock -------------------------------------------------------------------
@@ -248,7 +228,7 @@ def test_resume_of_a_locked_run_is_refused_before_any_work(tiny_dataset, tmp_pat
         assert len(err.splitlines()) == 1
         assert f"mnistlab resume: error: {run_dir}: run is in use by process {os.getpid()}" in err
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.name != LOCK_FILE} == before
-    _same_result(reference.run_dir, resume_run(run_dir).run_dir)
+    same_run_result(reference.run_dir, resume_run(run_dir).run_dir)
 
 
 _HOLD = """

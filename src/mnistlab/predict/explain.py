@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnistlab.errors import RunError
 from mnistlab.plots import preparation_figure, save_figure
 from mnistlab.predict.imageprep import Preparation
-from mnistlab.predict.predictor import Prediction
+from mnistlab.predict.predictor import Prediction, output_folder
 
 __all__ = ["explanation_notes", "save_explanations"]
 
@@ -39,11 +38,7 @@ def save_explanations(predictions: list[Prediction], folder: str | Path,
     Raises:
         RunError: the folder cannot be created.
     """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise RunError(f"{folder}: cannot create the --explain folder ({exc.strerror})") from None
+    folder = output_folder(folder, "--explain")
     written = []
     for i, p in enumerate(predictions, 1):
         prep = p.preparation

@@ -219,15 +219,21 @@ def write_predictions_csv(predictions: list[Prediction], out: str | Path, top: i
     atomic_write_text(Path(out), buf.getvalue())
 
 
-def save_seen_frames(predictions: list[Prediction], folder: str | Path) -> list[Path]:
-    """Write each predicted file's 28x28 8-bit input as `<n>-<stem>.png` (n keeps names unique)."""
-    from PIL import Image
-
+def output_folder(folder: str | Path, option: str) -> Path:
+    """`folder`, created if needed; RunError naming `option` when it cannot be."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RunError(f"{folder}: cannot create the --show folder ({exc.strerror})") from None
+        raise RunError(f"{folder}: cannot create the {option} folder ({exc.strerror})") from None
+    return folder
+
+
+def save_seen_frames(predictions: list[Prediction], folder: str | Path) -> list[Path]:
+    """Write each predicted file's 28x28 8-bit input as `<n>-<stem>.png` (n keeps names unique)."""
+    from PIL import Image
+
+    folder = output_folder(folder, "--show")
     written = []
     for i, p in enumerate(predictions, 1):
         if p.frame is None:
