@@ -89,3 +89,20 @@ def test_cli_restores_the_flush_to_zero_mode_for_in_process_callers():
     assert not flushing_denormals()
     assert main(["presets"]) == 0
     assert not flushing_denormals()  # Python floats keep their subnormals after the command
+
+
+def test_packaging_points_at_files_that_exist():
+    """The console script and the package data named in pyproject.toml exist in the package
+    (a moved module would otherwise break `mnistlab` only for installed users)."""
+    import importlib
+    from pathlib import Path
+
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    module, _, name = project["project"]["scripts"]["mnistlab"].partition(":")
+    assert callable(getattr(importlib.import_module(module), name))
+    package = root / "src" / "mnistlab"
+    for pattern in project["tool"]["setuptools"]["package-data"]["mnistlab"]:
+        assert list(package.glob(pattern)), pattern
