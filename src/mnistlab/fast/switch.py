@@ -22,6 +22,7 @@ from torch import nn
 from mnistlab.config.sections import ModelConfig, TrainingConfig
 from mnistlab.fast import cpu
 from mnistlab.fast.chunking import preferred_chunk_size
+from mnistlab.fast.dense import Dense
 from mnistlab.fast.fused_conv import ConvReluPool, uses_native_kernels
 from mnistlab.fast.mlp_step import mlp_step_for
 from mnistlab.fast.native import kernel_is_built, native_kernel
@@ -37,6 +38,7 @@ from mnistlab.training.steps import (
 )
 
 __all__ = ["accelerate", "fast_enabled", "plan_for", "FAST_ENV"]
+
 
 def fast_enabled(cfg: TrainingConfig) -> bool:
     """Whether the speed-ups apply: `training.fast` and not `MNISTLAB_FAST=0`."""
@@ -54,8 +56,7 @@ def plan_for(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
 def _rewrites(model: nn.Module) -> list[str]:
     """What the rewritten model runs differently from the stock one, in words."""
     kinds = {
-        "Dense products on oneDNN": any(type(m).__name__.startswith("Dense")
-                                        for m in model.modules()),
+        "Dense products on oneDNN": any(isinstance(m, Dense) for m in model.modules()),
         "channels-last convolutions": any(isinstance(m, Conv2dNHWC) for m in model.modules()),
         "strided 2x2 max pools (ReLU absorbed)": any(isinstance(m, MaxPool2x2)
                                                      for m in model.modules()),
