@@ -220,3 +220,22 @@ def test_configuration_verdicts_only_from_three_seeds_each_with_its_effect(tiny_
     assert main(["compare", str(runs3)]) == 0
     out = capsys.readouterr().out
     assert "Does configuration A beat configuration B?" in out and EFFECT.search(out)
+
+
+def test_overfitting_is_claimed_only_from_a_sustained_rise():
+    # one noisy bump after the minimum: the last 2 epochs average 0.035 above it, the
+    # epoch-to-epoch noise is 0.05, so neither overfitting nor a best epoch is claimed
+    noisy = diagnose(_info([1.0, 0.8, 0.6, 0.5, 0.4], [0.5, 0.4, 0.45, 0.41, 0.46], 0.0))
+    assert noisy.noise == pytest.approx(0.05) and not noisy.overfits
+    text = " ".join(diagnostic_sentences(noisy))
+    assert "overfits" not in text and "no sustained rise" in text
+    assert "at least 2 epochs before the end" in text  # the rule is said
+    # the minimum one epoch before the end is too late to call a trend
+    late = diagnose(_info([1.0, 0.5, 0.2, 0.1], [0.9, 0.6, 0.5, 0.7], 0.0))
+    assert not late.overfits
+    # a steady rise, validated on the test set: said to be on the test set
+    steady = diagnose(_info([1.0, 0.6, 0.4, 0.3, 0.2, 0.1], [0.8, 0.5, 0.4, 0.45, 0.5, 0.55],
+                            0.0, "test"))
+    text = " ".join(diagnostic_sentences(steady))
+    assert steady.overfits and "overfits on the test set after epoch 3" in text
+    assert "Validation loss (on the test set) is lowest at epoch 3 of 6" in text
