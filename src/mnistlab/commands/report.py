@@ -120,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     comp = compare(args.targets, args.runs_dir)
     table = Table(title="configurations (mean ± sd [95% CI] over seeds)")
     for col in ("configuration", "differs in", "runs", "params", "test loss", "accuracy",
-                "macro-F1", "best epoch", "train s"):
+                "macro-F1", "lowest val loss at epoch", "train s"):
         table.add_column(col)
     for r in comp.rows():
         table.add_row(r["configuration"], r["differences"] or "-", str(r["runs"]),

@@ -128,8 +128,9 @@ def _tests_table(comp: Comparison) -> Table | None:
     rows.sort(key=lambda r: r[0] != "configurations (over seeds)")
     if not rows:
         return None
-    return Table(("question", "metric", "best", "other", "effect: best minus other [95% CI]",
-                  "test", "p", "Holm p", "verdict"), tuple(rows),
+    return Table(("question", "metric", "best", "other",
+                  "effect: best minus other [95% CI if known]", "test", "p", "Holm p", "verdict"),
+                 tuple(rows),
                  f"{QUESTIONS[CONFIGURATIONS]}. {QUESTIONS[NETWORKS]}. 5% level, Holm-adjusted "
                  "within each question and metric.")
 
