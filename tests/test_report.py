@@ -7,6 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import SHARED_DATA
 from PIL import Image
@@ -15,7 +16,8 @@ from mnistlab.commands.main import main
 from mnistlab.experiments.suite import load_suite, run_suite
 from mnistlab.report.compare import compare
 from mnistlab.report.findings import diagnose, diagnostic_sentences
-from mnistlab.report.write import write_report
+from mnistlab.report.verdicts import CONFIGURATIONS, NETWORKS, experiment_tests
+from mnistlab.report.write import build_report, write_report
 from mnistlab.runs.directory import RunInfo, list_runs
 
 QUICK = ["data.train_samples=500", "data.test_samples=300", "training.epochs=2"]
@@ -114,16 +116,19 @@ def test_compare_table_tests_and_overlay(lab_runs, tmp_path, capsys):
     assert "model.hidden=[250]" in rows["tiny-raw-final"]["differences"]
     assert rows["tiny-raw-final"]["runs"] == 2 and rows["tiny-raw-final"]["params"] == 198_760
     raw_only = compare([p for p in lab_runs.iterdir() if "-raw-" in p.name])
-    (best, other, test), = raw_only.tests()
-    assert test.test == "paired t-test" and test.n == 2
+    config, nets = experiment_tests(raw_only)  # two seeds: configurations are not testable
+    assert config.question == CONFIGURATIONS and config.result is None
+    assert config.reason == "not testable: 2 seed(s); run with --seeds 3"
+    assert nets.question == NETWORKS and nets.result.test.startswith("McNemar")
     singles = [next(p for p in lab_runs.iterdir() if f"raw-{k}-s0" in p.name)
                for k in ("template", "final")]
-    (_, _, mc), = compare(singles).tests()
-    assert mc.test.startswith("McNemar")
+    _, mc = experiment_tests(compare(singles))
+    assert mc.result.test.startswith("McNemar")
     plot = tmp_path / "overlay.png"
     assert main(["compare", str(lab_runs), "-o", str(plot)]) == 0
     out = capsys.readouterr().out
-    assert "tiny-raw-final" in out and "paired t-test" in out
+    assert "tiny-raw-final" in out and "not testable: 2 seed(s); run with --seeds 3" in out
+    assert "differ on this test set" in out and "McNemar" in out
     Image.open(plot).verify()
 
 
@@ -159,3 +164,78 @@ def test_report_without_usable_runs_is_an_error(tmp_path, capsys):
     assert main(["report", str(tmp_path / "runs"), "-o", str(tmp_path / "out")]) == 2
     assert "no complete run to report on (r1: status running" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+TINY = ["data.train_samples=60", "data.test_samples=20", "data.validation=0.2",
+        "training.epochs=2", "training.batch_size=16", "output.plots=false"]
+EFFECT = re.compile(r"[+-]\d\.\d{4} \[[+-]\d\.\d{4}, [+-]\d\.\d{4}\]")  # effect [95% CI]
+
+
+def _tiny_runs(root: Path, seeds: int) -> Path:
+    suite = root / f"t{seeds}.toml"
+    suite.write_text('experiments = ["raw/template", "raw/final"]\n')
+    outcomes = run_suite(load_suite(suite), seeds=seeds, runs_dir=root / f"runs{seeds}",
+                         overrides=TINY)
+    assert {o.status for o in outcomes} == {"complete"}, [o.error for o in outcomes]
+    return root / f"runs{seeds}"
+
+
+def _config_rows(md: str) -> list[str]:
+    return [line for line in md.splitlines() if line.startswith("| configurations (over seeds)")]
+
+
+def test_configuration_verdicts_only_from_three_seeds_each_with_its_effect(tiny_dataset, tmp_path,
+                                                                          capsys):
+    from scipy import stats as sps
+
+    one = write_report([_tiny_runs(tmp_path, 1)], tmp_path / "r1").markdown.read_text()
+    rows = _config_rows(one)
+    assert len(rows) == 2  # accuracy and macro-F1
+    for row in rows:
+        assert row.rstrip(" |").endswith("not testable: 1 seed(s); run with --seeds 3")
+        assert "significant" not in row and "within noise" not in row
+    assert "| significant |" not in one and "significantly better" not in one
+    assert "networks on this test set" in one and "McNemar" in one
+
+    runs3 = _tiny_runs(tmp_path, 3)
+    _, comp = build_report([runs3])
+    config = [v for v in experiment_tests(comp) if v.question == CONFIGURATIONS]
+    (v,) = config
+    t = v.result
+    assert t.test == "paired t-test" and t.n == 3
+    a, b = (np.array([g.by_seed("test_accuracy")[s] for s in range(3)]) for g in (v.a, v.b))
+    if len(set(a - b)) > 1:  # scipy's interval is undefined without spread in the differences
+        ci = sps.ttest_rel(a, b).confidence_interval(0.95)
+        assert (t.low, t.high) == pytest.approx((ci.low, ci.high))
+    assert t.difference == pytest.approx(float(np.mean(a - b)))
+    three = write_report([runs3], tmp_path / "r3").markdown.read_text()
+    rows = _config_rows(three)
+    assert len(rows) == 2
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert EFFECT.fullmatch(cells[4]), cells  # the effect and its interval ...
+        float(cells[6]), float(cells[7])  # ... next to the p-values
+        assert cells[8] in ("significant", "within noise (not shown different)")
+    assert "not testable" not in three
+    assert main(["compare", str(runs3)]) == 0
+    out = capsys.readouterr().out
+    assert "Does configuration A beat configuration B?" in out and EFFECT.search(out)
+
+
+def test_overfitting_is_claimed_only_from_a_sustained_rise():
+    # one noisy bump after the minimum: the last 2 epochs average 0.035 above it, the
+    # epoch-to-epoch noise is 0.05, so neither overfitting nor a best epoch is claimed
+    noisy = diagnose(_info([1.0, 0.8, 0.6, 0.5, 0.4], [0.5, 0.4, 0.45, 0.41, 0.46], 0.0))
+    assert noisy.noise == pytest.approx(0.05) and not noisy.overfits
+    text = " ".join(diagnostic_sentences(noisy))
+    assert "overfits" not in text and "no sustained rise" in text
+    assert "at least 2 epochs before the end" in text  # the rule is said
+    # the minimum one epoch before the end is too late to call a trend
+    late = diagnose(_info([1.0, 0.5, 0.2, 0.1], [0.9, 0.6, 0.5, 0.7], 0.0))
+    assert not late.overfits
+    # a steady rise, validated on the test set: said to be on the test set
+    steady = diagnose(_info([1.0, 0.6, 0.4, 0.3, 0.2, 0.1], [0.8, 0.5, 0.4, 0.45, 0.5, 0.55],
+                            0.0, "test"))
+    text = " ".join(diagnostic_sentences(steady))
+    assert steady.overfits and "overfits on the test set after epoch 3" in text
+    assert "Validation loss (on the test set) is lowest at epoch 3 of 6" in text

@@ -108,3 +108,19 @@ def test_holm_adjust():
         adj[idx] = running
     assert holm_adjust(p) == pytest.approx(list(adj))
     assert holm_adjust([]) == []
+
+
+def test_t_tests_give_the_effect_with_scipys_95_percent_interval():
+    rng = np.random.default_rng(4)
+    a = rng.normal(0.98, 0.002, size=4)
+    b = a - 0.002 + rng.normal(0, 0.001, size=4)
+    paired = paired_test(dict(enumerate(a)), dict(enumerate(b)))
+    ci = sps.ttest_rel(a, b).confidence_interval(0.95)
+    assert (paired.low, paired.high) == pytest.approx((ci.low, ci.high))
+    assert paired.effect_text() == f"{np.mean(a - b):+.4f} [{ci.low:+.4f}, {ci.high:+.4f}]"
+    welch = welch_test(a, b[:3])
+    ci = sps.ttest_ind(a, b[:3], equal_var=False).confidence_interval(0.95)
+    assert (welch.low, welch.high) == pytest.approx((ci.low, ci.high))
+    # McNemar compares two networks: its effect is the accuracy difference, with no interval
+    y, pa, pb = _predictions(12, 3)
+    assert mcnemar_test(y, pa, pb).effect_text() == f"{9 / len(y):+.4f}"

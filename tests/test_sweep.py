@@ -435,3 +435,34 @@ def test_ctrl_c_marks_the_running_point_interrupted(tiny_dataset, tmp_path, monk
     assert main(["sweep", "run", str(path), "--jobs", "1"]) == 130
     out = capsys.readouterr().out
     assert "s-p003-s0: interrupted; continue with: mnistlab resume" in out  # p002 trained anew
+
+
+def test_sweep_table_ranks_by_last_epoch_validation_accuracy(tiny_dataset, tmp_path):
+    from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows
+    from mnistlab.runs.directory import read_history
+
+    path = tiny_sweep(tmp_path, '"model.hidden" = [[4], [16]]\n"data.validation" = [0.2, "test"]')
+    assert main(["sweep", "run", str(path), "--jobs", "1", "--quiet"]) == 0
+    name, axes, rows = sweep_results(path)
+    expected = {}
+    for row in rows:
+        vals = []
+        for seed in (0, 1):
+            run, = (p for p in (tmp_path / "runs").iterdir()
+                    if p.name.endswith(f"{name}-p{row.point:03d}-s{seed}"))
+            vals.append(read_history(run / "history.csv")["val_accuracy"][-1])
+        assert row.val_accuracies == pytest.approx(vals)
+        expected[row.point] = statistics.mean(vals)
+        assert row.validated_on_test == (row.values["data.validation"] == "test")
+    table = table_rows(axes, rows)
+    order = sorted(expected, key=lambda p: (-expected[p], p))
+    assert [cells[0] for cells in table] == [f"p{p:03d}" for p in order]
+    col = {c: len(axes) + 1 + i for i, c in enumerate(TABLE_COLUMNS)}
+    assert [cells[col["rank"]] for cells in table] == ["1", "2", "3", "4"]
+    by_point = {int(cells[0][1:]): cells for cells in table}
+    for row in rows:
+        val_cell = by_point[row.point][col["val accuracy (last epoch, mean +/- std)"]]
+        assert val_cell.startswith(f"{expected[row.point]:.4f} +/- ")
+        assert val_cell.endswith("(test set)") == row.validated_on_test
+        test_cell = by_point[row.point][col["test accuracy (mean +/- std)"]]
+        assert test_cell == f"{row.mean:.4f} +/- {row.std:.4f}"

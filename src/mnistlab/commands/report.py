@@ -115,13 +115,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from mnistlab.report.compare import compare
-    from mnistlab.report.findings import experiment_tests
-    from mnistlab.report.stats import ALPHA
+    from mnistlab.report.verdicts import CONFIGURATIONS, NETWORKS, QUESTIONS, experiment_tests
 
     comp = compare(args.targets, args.runs_dir)
     table = Table(title="configurations (mean ± sd [95% CI] over seeds)")
     for col in ("configuration", "differs in", "runs", "params", "test loss", "accuracy",
-                "macro-F1", "best epoch", "train s"):
+                "macro-F1", "lowest val loss at epoch", "train s"):
         table.add_column(col)
     for r in comp.rows():
         table.add_row(r["configuration"], r["differences"] or "-", str(r["runs"]),
@@ -129,14 +128,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
                       r["f1_macro"].text(), ", ".join(map(str, r["best_epoch"])),
                       f"{r['train_seconds']:.1f}")
     console().print(table)
-    for metric in ("test_accuracy", "f1_macro"):
-        for a, b, t, p_adj in experiment_tests(comp, metric):
-            if t is None:
-                print(f"{metric}: {a.label} vs {b.label}: cannot be tested")
+    verdicts = [v for metric in ("test_accuracy", "f1_macro")
+                for v in experiment_tests(comp, metric)]
+    for question in (CONFIGURATIONS, NETWORKS):
+        chosen = [v for v in verdicts if v.question == question]
+        if chosen:
+            print(QUESTIONS[question])
+        for v in chosen:
+            pair = (f"{v.a.label} vs {v.b.label}" if question == CONFIGURATIONS else
+                    f"{v.a_run} vs {v.b_run}")
+            if v.result is None:
+                print(f"  {v.metric}: {pair}: {v.reason}")
                 continue
-            verdict = "significant" if p_adj < ALPHA else "within noise"
-            print(f"{metric}: {a.label} vs {b.label}: {t.difference:+.4f} ({t.test}, "
-                  f"p={t.p_value:.3g}, Holm p={p_adj:.3g}): {verdict}")
+            print(f"  {v.metric}: {pair}: effect {v.effect} ({v.result.test}, "
+                  f"p={v.result.p_value:.3g}, Holm p={v.p_adjusted:.3g}): {v.verdict}")
     for path, why in comp.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
     if args.plot:

@@ -5,8 +5,9 @@ sweep file or the name it was recorded under (for `sweep show`, `compare` and `r
 from __future__ import annotations
 
 import json
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from mnistlab.errors import ConfigError
 from mnistlab.experiments.executor import complete_runs_by_digest
 from mnistlab.experiments.sweep import load_sweep, sweep_dir, sweep_points
 from mnistlab.experiments.sweep_manifest import read_manifest
-from mnistlab.runs.directory import runs_root
+from mnistlab.runs.directory import read_history, runs_root
 
 __all__ = ["PointResult", "sweep_results", "is_sweep", "sweep_run_dirs", "value_label"]
 
@@ -33,10 +34,24 @@ class PointResult:
     f1_macro: list[float]
     seconds: list[float]
     errors: list[str]  # one per failed run
+    # validation accuracy of each complete run at its LAST epoch (history.csv): the weights that
+    # were tested; the best epoch's value would be picked on the same numbers it reports
+    val_accuracies: list[float] = field(default_factory=list)
+    validation: list[str] = field(default_factory=list)  # metrics.json "validation" of each run
 
     @property
     def mean(self) -> float | None:
         return sum(self.accuracies) / len(self.accuracies) if self.accuracies else None
+
+    @property
+    def val_mean(self) -> float | None:
+        """Mean last-epoch validation accuracy over seeds: what points are ranked by."""
+        vals = [v for v in self.val_accuracies if math.isfinite(v)]
+        return sum(vals) / len(vals) if vals else None
+
+    @property
+    def validated_on_test(self) -> bool:
+        return "test" in self.validation
 
     @property
     def std(self) -> float | None:
@@ -75,7 +90,7 @@ def sweep_results(source: str | Path, runs_dir=None) -> tuple[str, list[str], li
     rows: dict[int, dict] = {}
     for p in pts:
         row = rows.setdefault(p["point"], {"values": p["values"], "n": 0, "acc": [], "f1": [],
-                                           "sec": [], "err": []})
+                                           "sec": [], "err": [], "val": [], "kind": []})
         row["n"] += 1
         run = done.get(p["digest"])
         if run is not None:
@@ -83,11 +98,23 @@ def sweep_results(source: str | Path, runs_dir=None) -> tuple[str, list[str], li
             row["acc"].append(m["test_accuracy"])
             row["f1"].append(m.get("f1_macro", float("nan")))
             row["sec"].append(m.get("train_seconds", float("nan")))
+            row["val"].append(_last_val_accuracy(run))
+            row["kind"].append(str(m.get("validation", "")))
         elif p.get("status") == "failed":
             row["err"].append(p.get("error") or "failed")
     axes = list(pts[0]["values"]) if pts else []
-    return name, axes, [PointResult(k, r["values"], r["n"], r["acc"], r["f1"], r["sec"], r["err"])
-                        for k, r in sorted(rows.items())]
+    return name, axes, [PointResult(k, r["values"], r["n"], r["acc"], r["f1"], r["sec"], r["err"],
+                                    r["val"], r["kind"]) for k, r in sorted(rows.items())]
+
+
+def _last_val_accuracy(run: Path) -> float:
+    """The last epoch's `val_accuracy` in history.csv (nan when the file or column is missing:
+    metrics.json records no validation accuracy)."""
+    try:
+        values = read_history(run / "history.csv").get("val_accuracy") or []
+    except (OSError, ValueError, KeyError):
+        return float("nan")
+    return float(values[-1]) if values else float("nan")
 
 
 def is_sweep(source: str | Path, runs_dir=None) -> bool:

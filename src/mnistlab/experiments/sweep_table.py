@@ -1,5 +1,8 @@
 """A sweep's results as a table (CSV / rows of text) and as accuracy-against-axis figures.
 
+The table ranks points by validation accuracy (the last epoch's, mean over seeds); test accuracy
+is a separate column and plays no part in the ranking.
+
 The numbers come from `sweep.sweep_results`; this module only formats and draws them.
 """
 
@@ -15,9 +18,11 @@ from mnistlab.atomic import atomic_write_text
 from mnistlab.experiments.sweep_results import PointResult, value_label
 from mnistlab.runs.directory import safe_name
 
-__all__ = ["table_rows", "results_csv", "axis_figure", "write_sweep_outputs", "TABLE_COLUMNS"]
+__all__ = ["ranked", "table_rows", "results_csv", "axis_figure", "write_sweep_outputs",
+           "TABLE_COLUMNS"]
 
-TABLE_COLUMNS = ("runs", "test accuracy (mean +/- std)", "macro F1", "train s/run", "errors")
+TABLE_COLUMNS = ("rank", "runs", "val accuracy (last epoch, mean +/- std)",
+                 "test accuracy (mean +/- std)", "macro F1", "train s/run", "errors")
 MAX_SERIES = 8  # more combinations of the other axes than this: draw their mean instead
 
 
@@ -25,17 +30,33 @@ def _mean(xs: list[float]) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _spread(values: list[float]) -> str:
+    vals = [v for v in values if math.isfinite(v)]
+    if not vals:
+        return "-"
+    m = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return f"{m:.4f}"
+    return f"{m:.4f} +/- {(sum((v - m) ** 2 for v in vals) / (len(vals) - 1)) ** 0.5:.4f}"
+
+
+def ranked(rows: list[PointResult]) -> list[PointResult]:
+    """Points by mean last-epoch validation accuracy, best first (test accuracy plays no part);
+    points without a complete run last, in point order."""
+    return sorted(rows, key=lambda r: (r.val_mean is None, -(r.val_mean or 0.0), r.point))
+
+
 def table_rows(axes: list[str], rows: list[PointResult]) -> list[list[str]]:
-    """One list of cells per point: point, axis values, then `TABLE_COLUMNS`."""
+    """One list of cells per point, best validation accuracy first: point, axis values, then
+    `TABLE_COLUMNS`. A validation accuracy measured on the test set says so."""
     out = []
-    for r in rows:
-        acc = "-" if r.mean is None else (
-            f"{r.mean:.4f}" + (f" +/- {r.std:.4f}" if r.std is not None else ""))
+    for rank, r in enumerate(ranked(rows), start=1):
         f1, sec = _mean(r.f1_macro), _mean(r.seconds)
+        val = _spread(r.val_accuracies) + (" (test set)" if r.validated_on_test else "")
         out.append([f"p{r.point:03d}", *(value_label(r.values[a]) for a in axes),
-                    f"{len(r.accuracies)}/{r.seeds}", acc,
-                    "-" if f1 is None else f"{f1:.4f}", "-" if sec is None else f"{sec:.2f}",
-                    r.errors[0] if r.errors else ""])
+                    "-" if r.val_mean is None else str(rank), f"{len(r.accuracies)}/{r.seeds}",
+                    val, _spread(r.accuracies), "-" if f1 is None else f"{f1:.4f}",
+                    "-" if sec is None else f"{sec:.2f}", r.errors[0] if r.errors else ""])
     return out
 
 
@@ -44,14 +65,18 @@ def results_csv(axes: list[str], rows: list[PointResult]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["point", *axes, "runs", "seeds", "accuracy_mean", "accuracy_std", "accuracies",
-                "f1_macro_mean", "train_seconds_mean", "failed"])
+                "f1_macro_mean", "train_seconds_mean", "failed", "val_accuracy_mean",
+                "val_accuracies", "validation"])
     for r in rows:
         w.writerow([r.point, *(value_label(r.values[a]) for a in axes), len(r.accuracies),
                     r.seeds, "" if r.mean is None else repr(r.mean),
                     "" if r.std is None else repr(r.std),
                     " ".join(repr(a) for a in r.accuracies),
                     "" if not r.f1_macro else repr(_mean(r.f1_macro)),
-                    "" if not r.seconds else repr(_mean(r.seconds)), len(r.errors)])
+                    "" if not r.seconds else repr(_mean(r.seconds)), len(r.errors),
+                    "" if r.val_mean is None else repr(r.val_mean),
+                    " ".join(repr(v) for v in r.val_accuracies),
+                    " ".join(sorted(set(r.validation)))])
     return buf.getvalue()
 
 

@@ -1,4 +1,5 @@
-"""Compare recorded runs: group repeated seeds into configurations, tabulate, test differences.
+"""Compare recorded runs: group repeated seeds into configurations and tabulate them (the tests
+of their differences are in `verdicts`).
 
 Runs whose configs are identical except for the seed form one configuration (a `Group`). Every
 number comes from the run directories; damaged or unfinished runs are listed as skipped, never
@@ -20,18 +21,11 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import RunError
+from mnistlab.report.stats import Summary, summarize
 from mnistlab.runs.directory import RunInfo, list_runs, load_run, runs_root
-from mnistlab.report.stats import (
-    Summary,
-    TestResult,
-    mcnemar_test,
-    paired_test,
-    summarize,
-    welch_test,
-)
 
 __all__ = ["Group", "Comparison", "collect_runs", "group_runs", "experiment_of",
-           "config_differences", "compare_groups", "compare", "EXPERIMENTS", "REQUIRED_METRICS"]
+           "config_differences", "compare", "EXPERIMENTS", "REQUIRED_METRICS"]
 
 EXPERIMENTS = {"raw": "MLP on raw pixels", "hog": "MLP on HOG features",
                "cnn": "CNN on MNIST", "fashion": "CNN on Fashion-MNIST"}
@@ -208,32 +202,6 @@ def config_differences(groups: Sequence[Group]) -> dict[str, dict[str, Any]]:
     return {g: {k: f.get(k) for k in varying} for g, f in flats.items()}
 
 
-def _predictions(info: RunInfo) -> dict[str, np.ndarray] | None:
-    try:
-        with np.load(info.path / "predictions.npz") as data:
-            return {k: data[k] for k in ("y_true", "y_pred")}
-    except (OSError, ValueError, KeyError):
-        return None
-
-
-def compare_groups(a: Group, b: Group, metric: str = "test_accuracy") -> TestResult | None:
-    """Is A different from B? Paired t-test over shared seeds; Welch's t-test when seeds do not
-    match; McNemar's test on the test predictions when either has a single run. None when the
-    runs cannot be compared (different test sets, predictions unreadable)."""
-    result = paired_test(a.by_seed(metric), b.by_seed(metric))
-    if result is None:
-        result = welch_test(a.values(metric), b.values(metric))
-    if result is not None or metric != "test_accuracy":
-        return result
-    shared = sorted(set(a.seeds) & set(b.seeds))
-    ra = next((r for r in a.runs if r.metrics["seed"] in shared), a.representative)
-    rb = next((r for r in b.runs if r.metrics["seed"] == ra.metrics["seed"]), b.representative)
-    pa, pb = _predictions(ra), _predictions(rb)
-    if pa is None or pb is None or not np.array_equal(pa["y_true"], pb["y_true"]):
-        return None
-    return mcnemar_test(pa["y_true"], pa["y_pred"], pb["y_pred"])
-
-
 @dataclass(frozen=True)
 class Comparison:
     groups: list[Group]
@@ -259,13 +227,6 @@ class Comparison:
                                                 for r in g.runs])),
             })
         return out
-
-    def tests(self, metric: str = "test_accuracy") -> list[tuple[Group, Group, TestResult | None]]:
-        """Every configuration against the best one (highest mean of `metric`)."""
-        if len(self.groups) < 2:
-            return []
-        best = max(self.groups, key=lambda g: g.summary(metric).mean)
-        return [(best, g, compare_groups(best, g, metric)) for g in self.groups if g is not best]
 
     def overlay_figure(self, title: str = ""):
         from mnistlab.plots import validation_overlay_figure

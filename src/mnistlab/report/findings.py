@@ -11,14 +11,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from mnistlab.report.compare import Comparison, Group
-from mnistlab.runs.metrics import confused_pairs
+from mnistlab.report.verdicts import CONFIGURATIONS, MIN_SEEDS, NETWORKS, experiment_tests
 from mnistlab.runs.directory import RunInfo
-from mnistlab.report.stats import ALPHA, TestResult, holm_adjust
+from mnistlab.runs.metrics import confused_pairs
 
 __all__ = ["Diagnostics", "diagnose", "diagnostic_sentences", "pairs_text", "has_dropout",
            "experiment_tests", "experiment_paragraph", "pooled_confused_pairs"]
 
-PLATEAU = 0.01  # a final validation loss within 1% of its minimum counts as "no rise"
+PLATEAU = 0.01  # a rise of less than 1% of the minimum is never called overfitting
+SUSTAIN = 2  # the minimum must lie at least this many epochs before the end
+OVERFIT_RULE = (f"overfitting is claimed only when the lowest validation loss lies at least "
+                f"{SUSTAIN} epochs before the end and the mean of the last {SUSTAIN} epochs "
+                f"exceeds that minimum by more than the epoch-to-epoch noise (the median absolute "
+                f"change between consecutive epochs) and by more than {100 * PLATEAU:.0f}%")
 
 
 def has_dropout(config: dict) -> bool:
@@ -47,19 +52,36 @@ class Diagnostics:
         """Validation minus training loss at the last epoch (positive: validation is worse)."""
         return self.final_val_loss - self.final_loss
 
+    noise: float = 0.0  # median absolute change of the validation loss between epochs
+    tail_val_loss: float = 0.0  # mean validation loss of the last SUSTAIN epochs
+
     @property
     def rise(self) -> float:
         """Relative rise of the validation loss from its minimum to the last epoch."""
         return (self.final_val_loss - self.best_val_loss) / max(self.best_val_loss, 1e-12)
+
+    @property
+    def overfits(self) -> bool:
+        """A sustained rise after the minimum (see OVERFIT_RULE), not one noisy epoch."""
+        tail_rise = self.tail_val_loss - self.best_val_loss
+        return (self.best_epoch <= self.epochs - SUSTAIN and tail_rise > self.noise
+                and tail_rise > PLATEAU * self.best_val_loss)
+
+    @property
+    def loss_name(self) -> str:
+        return "validation loss (on the test set)" if self.validation_is_test else \
+            "validation loss"
 
 
 def diagnose(info: RunInfo) -> Diagnostics:
     h, m = info.history, info.metrics
     val = np.asarray(h["val_loss"], dtype=float)
     best = int(np.argmin(val))
+    noise = float(np.median(np.abs(np.diff(val)))) if val.size > 1 else 0.0
     return Diagnostics(len(val), best + 1, float(val[best]), float(h["loss"][-1]),
                        float(val[-1]), has_dropout(info.config or {}),
-                       m.get("validation") == "test", list(m.get("confused_pairs", []))[:5])
+                       m.get("validation") == "test", list(m.get("confused_pairs", []))[:5],
+                       noise, float(val[-SUSTAIN:].mean()))
 
 
 def pairs_text(pairs: Sequence[dict]) -> str:
@@ -72,17 +94,23 @@ def pairs_text(pairs: Sequence[dict]) -> str:
 def diagnostic_sentences(d: Diagnostics) -> list[str]:
     """The diagnostics of one run, each as one plain sentence."""
     out = []
-    where = (f"Validation loss is lowest at epoch {d.best_epoch} of {d.epochs} "
-             f"({d.best_val_loss:.4f})")
+    name = d.loss_name
+    where = f"{name[0].upper()}{name[1:]} is lowest at epoch {d.best_epoch} of {d.epochs} " \
+            f"({d.best_val_loss:.4f})"
+    on_test = " on the test set" if d.validation_is_test else ""
     if d.best_epoch == d.epochs:
         out.append(where + " and still falling at the end: more epochs would likely help.")
-    elif d.rise > PLATEAU:
-        out.append(where + f", then rises {100 * d.rise:.1f}% to {d.final_val_loss:.4f}: the "
-                   f"model overfits after epoch {d.best_epoch}.")
+    elif d.overfits:
+        out.append(where + f", then rises {100 * d.rise:.1f}% to {d.final_val_loss:.4f}; the "
+                   f"last {SUSTAIN} epochs average {d.tail_val_loss - d.best_val_loss:.4f} above "
+                   f"the minimum, more than the epoch-to-epoch noise of {d.noise:.4f}: the model "
+                   f"overfits{on_test} after epoch {d.best_epoch}, its best epoch.")
     else:
-        out.append(where + f" and ends within {100 * PLATEAU:.0f}% of it: a plateau.")
+        out.append(where + f"; after it the curve shows no sustained rise (rule: {OVERFIT_RULE}"
+                   f"), so no overfitting is claimed and epoch {d.best_epoch} is not singled out "
+                   "as a best epoch.")
     side = "above" if d.gap > 0 else "below"
-    out.append(f"At the end, training loss is {d.final_loss:.4f} and validation loss "
+    out.append(f"At the end, training loss is {d.final_loss:.4f} and {name} "
                f"{d.final_val_loss:.4f} ({abs(d.gap):.4f} {side}).")
     if d.gap < 0:
         why = ("expected with dropout: the training loss is averaged over the epoch with dropout "
@@ -105,24 +133,49 @@ def pooled_confused_pairs(groups: Sequence[Group], top: int = 5) -> list[dict]:
     return confused_pairs(total, runs[0].metrics["class_names"], top)
 
 
-def experiment_tests(comp: Comparison, metric: str = "test_accuracy"
-                     ) -> list[tuple[Group, Group, TestResult | None, float | None]]:
-    """Best configuration against each other one, with Holm-adjusted p-values."""
-    tests = comp.tests(metric)
-    testable = [t for _, _, t in tests if t is not None]
-    adjusted = iter(holm_adjust([t.p_value for t in testable]))
-    return [(a, b, t, next(adjusted) if t is not None else None) for a, b, t in tests]
+def _verdict_sentences(comp: Comparison) -> list[str]:
+    """Configuration-level and network-level findings, each question in its own sentences."""
+    verdicts = experiment_tests(comp)
+    if not verdicts:
+        return []
+    parts = []
+    config = [v for v in verdicts if v.question == CONFIGURATIONS]
+    real = [v for v in config if v.verdict == "significant"]
+    noise = [v for v in config if v.result is not None and v.verdict != "significant"]
+    untested = [v for v in config if v.result is None]
 
+    def tested(v) -> str:
+        t = v.result
+        return (f"{v.b.label} (best minus it {v.effect}; {t.test}, p = {t.p_value:.3g}, "
+                f"Holm-adjusted {v.p_adjusted:.3g})")
 
-def _verdict(t: TestResult | None, p_adj: float | None) -> str:
-    if t is None:
-        return "cannot be tested"
-    return "significant" if p_adj is not None and p_adj < ALPHA else "within noise"
+    if real:
+        parts.append("Configuration level, over seeds: the best is significantly better than "
+                     + "; ".join(map(tested, real)) + ".")
+    if noise:
+        parts.append("Configuration level, over seeds: not shown different from the best at "
+                     "the 5% level: " + "; ".join(map(tested, noise)) + ".")
+        if min(len(g.runs) for g in comp.groups) < 5:
+            parts.append("With fewer than 5 seeds only large differences can be shown; 'within "
+                         "noise' means not shown different, not shown equal.")
+    if untested:
+        parts.append("Configuration level: whether the best configuration beats "
+                     + ", ".join(f"{v.b.label} is {v.reason}" for v in untested)
+                     + f" (this needs >= {MIN_SEEDS} seeds per configuration).")
+    nets = [v for v in verdicts if v.question == NETWORKS]
+    said = [f"{v.a_run} vs {v.b_run}: {v.verdict} (accuracy difference {v.effect}; "
+            f"{v.result.test}, p = {v.result.p_value:.3g}, Holm-adjusted {v.p_adjusted:.3g})"
+            if v.result is not None else f"{v.a_run} vs {v.b_run}: {v.reason}" for v in nets]
+    if said:
+        parts.append("Network level (McNemar's test on paired test predictions; it says whether "
+                     "these trained networks differ on this test set, not whether their "
+                     "configurations do): " + "; ".join(said) + ".")
+    return parts
 
 
 def experiment_paragraph(comp: Comparison) -> str:
-    """Which configuration is best, which differences are within noise, which classes are
-    confused: one generated paragraph for one experiment's configurations."""
+    """Which configuration is best, what each of the two questions (configurations over seeds,
+    networks on this test set) can say, which classes are confused: one generated paragraph."""
     groups = comp.groups
     best = max(groups, key=lambda g: g.summary("test_accuracy").mean)
     acc, f1 = best.summary("test_accuracy"), best.summary("f1_macro")
@@ -132,31 +185,7 @@ def experiment_paragraph(comp: Comparison) -> str:
     if len(groups) == 1:
         parts.append("Only one configuration of this experiment is in the report, so there is "
                      "nothing to compare it with.")
-    noise, real, untested = [], [], []
-    for _, other, t, p_adj in experiment_tests(comp):
-        verdict = _verdict(t, p_adj)
-        if t is None:
-            untested.append(other.label)
-            continue
-        text = (f"{other.label} ({-t.difference:+.4f}; {t.test}, p = {t.p_value:.3g}, "
-                f"Holm-adjusted {p_adj:.3g})")
-        (real if verdict == "significant" else noise).append(text)
-    if real:
-        parts.append("Significantly worse than the best: " + "; ".join(real) + ".")
-    if noise:
-        parts.append("Within noise of the best (not shown different at the 5% level): "
-                     + "; ".join(noise) + ".")
-    if untested:
-        parts.append("Cannot be tested against the best (different test sets or missing "
-                     "predictions): " + ", ".join(untested) + ".")
-    if any(len(g.runs) == 1 for g in groups) and len(groups) > 1:
-        parts.append("Single runs carry no estimate of run-to-run noise: McNemar's test says "
-                     "whether two trained models differ on this test set, not whether their "
-                     "configurations do; repeat with --seeds to know.")
-    elif len(groups) > 1 and min(len(g.runs) for g in groups) < 5:
-        parts.append(f"With {min(len(g.runs) for g in groups)} seeds per configuration only "
-                     "large differences can be shown; 'within noise' means not shown different, "
-                     "not shown equal.")
+    parts += _verdict_sentences(comp)
     n_runs = sum(len(g.runs) for g in groups)
     pooled = pooled_confused_pairs(groups, 3)
     parts.append(f"Over all {n_runs} runs of this experiment the most frequent mistakes are "

@@ -2,8 +2,9 @@
 
 Distributions come from SciPy and statsmodels, never from hand-written formulas. Two
 configurations are compared with a paired t-test across seeds (run i of each shares seed i, so
-initialisation and shuffling noise is matched), with Welch's t-test when seeds do not match, and
-with McNemar's test on the test-set predictions when a configuration has a single run.
+initialisation and shuffling noise is matched) or Welch's t-test when seeds do not match: both
+answer "does configuration A beat configuration B". McNemar's test on the test-set predictions
+answers a different question: "do these two trained networks differ on this test set".
 """
 
 from __future__ import annotations
@@ -48,10 +49,19 @@ class TestResult:
     n: int  # seed pairs, runs, or discordant test images (McNemar)
     difference: float  # mean of A minus mean of B (accuracy for McNemar)
     detail: str = ""  # e.g. "A right/B wrong on 12 images, the reverse on 5"
+    low: float = math.nan  # 95% confidence interval of `difference` (t tests only)
+    high: float = math.nan
 
     @property
     def significant(self) -> bool:
         return bool(self.p_value < ALPHA)
+
+    def effect_text(self, digits: int = 4) -> str:
+        """`+0.0123 [+0.0040, +0.0206]`: the effect (A minus B) and, where known, its 95% CI."""
+        text = f"{self.difference:+.{digits}f}"
+        if math.isfinite(self.low) and math.isfinite(self.high):
+            text += f" [{self.low:+.{digits}f}, {self.high:+.{digits}f}]"
+        return text
 
 
 def summarize(values: Sequence[float], confidence: float = 0.95,
@@ -97,10 +107,13 @@ def paired_test(a_by_seed: Mapping[int, float], b_by_seed: Mapping[int, float]
     if np.all(diff == diff[0]):  # ttest_rel is undefined (nan) without spread
         p = 1.0 if diff[0] == 0 else 0.0
         return TestResult("paired t-test", math.inf if p == 0 else 0.0, p, len(seeds),
-                          float(diff.mean()), "identical difference on every seed")
+                          float(diff.mean()), "identical difference on every seed",
+                          float(diff[0]), float(diff[0]))
     res = stats.ttest_rel(a, b)
+    ci = res.confidence_interval(0.95)
     return TestResult("paired t-test", float(res.statistic), float(res.pvalue), len(seeds),
-                      float(diff.mean()), f"{len(seeds)} seeds matched")
+                      float(diff.mean()), f"{len(seeds)} seeds matched", float(ci.low),
+                      float(ci.high))
 
 
 def welch_test(a: Sequence[float], b: Sequence[float]) -> TestResult | None:
@@ -114,14 +127,17 @@ def welch_test(a: Sequence[float], b: Sequence[float]) -> TestResult | None:
     if x.std() == 0 and y.std() == 0:
         p = 1.0 if diff == 0 else 0.0
         return TestResult("Welch t-test", math.inf if p == 0 else 0.0, p, x.size + y.size, diff,
-                          "no spread in either configuration")
+                          "no spread in either configuration", diff, diff)
     res = stats.ttest_ind(x, y, equal_var=False)
+    ci = res.confidence_interval(0.95)
     return TestResult("Welch t-test", float(res.statistic), float(res.pvalue), x.size + y.size,
-                      diff, f"{x.size} vs {y.size} runs, seeds not matched")
+                      diff, f"{x.size} vs {y.size} runs, seeds not matched", float(ci.low),
+                      float(ci.high))
 
 
 def mcnemar_test(y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray) -> TestResult:
-    """McNemar's test on two classifiers' predictions for the same test images (statsmodels).
+    """McNemar's test on two classifiers' predictions for the same test images (statsmodels):
+    do these two trained networks differ on this test set? It says nothing about configurations.
 
     Only images where exactly one classifier is right carry information; the exact binomial
     version is used when there are fewer than 25 of them, the continuity-corrected chi-square

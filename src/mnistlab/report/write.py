@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnistlab import __version__
-from mnistlab.report.compare import EXPERIMENTS, Comparison, Group, compare, config_differences
+from mnistlab.atomic import atomic_write_text
 from mnistlab.errors import RunError
+from mnistlab.report.compare import EXPERIMENTS, Comparison, Group, compare, config_differences
 from mnistlab.report.document import (
     Block,
     Bullets,
@@ -27,7 +28,6 @@ from mnistlab.report.document import (
     figure_png,
     slug,
 )
-from mnistlab.report.sections import chosen_group, complexity_section, optimizer_section
 from mnistlab.report.findings import (
     diagnose,
     diagnostic_sentences,
@@ -36,9 +36,10 @@ from mnistlab.report.findings import (
     pairs_text,
     pooled_confused_pairs,
 )
+from mnistlab.report.sections import chosen_group, complexity_section, optimizer_section
+from mnistlab.report.stats import summarize
+from mnistlab.report.verdicts import CONFIGURATIONS, NETWORKS, QUESTIONS
 from mnistlab.runs.directory import RunInfo
-from mnistlab.atomic import atomic_write_text
-from mnistlab.report.stats import ALPHA, summarize
 
 __all__ = ["ReportResult", "build_report", "write_report"]
 
@@ -112,20 +113,26 @@ def _config_panel(g: Group) -> list[Block]:
 
 
 def _tests_table(comp: Comparison) -> Table | None:
+    """Both questions, kept apart: configurations over seeds, then the two trained networks."""
     rows = []
     for metric, name in (("test_accuracy", "accuracy"), ("f1_macro", "macro-F1")):
-        for a, b, t, p_adj in experiment_tests(comp, metric):
-            if t is None:
-                rows.append((name, a.label, b.label, "-", "cannot be tested", "-", "-", "-"))
+        for v in experiment_tests(comp, metric):
+            question = ("configurations (over seeds)" if v.question == CONFIGURATIONS else
+                        f"networks on this test set ({v.a_run} vs {v.b_run})")
+            if v.result is None:
+                rows.append((question, name, v.a.label, v.b.label, "-", "-", "-", "-", v.reason))
                 continue
-            verdict = "significant" if p_adj < ALPHA else "within noise"
-            rows.append((name, a.label, b.label, f"{t.difference:+.4f}", f"{t.test} ({t.detail})",
-                         f"{t.p_value:.3g}", f"{p_adj:.3g}", verdict))
+            t = v.result
+            rows.append((question, name, v.a.label, v.b.label, v.effect, t.test,
+                         f"{t.p_value:.3g}", f"{v.p_adjusted:.3g}", v.verdict))
+    rows.sort(key=lambda r: r[0] != "configurations (over seeds)")
     if not rows:
         return None
-    return Table(("metric", "best", "other", "difference", "test", "p", "Holm p", "verdict"),
-                 tuple(rows), "Best configuration against each other one (5% level, "
-                              "Holm-adjusted over the comparisons of this table's metric).")
+    return Table(("question", "metric", "best", "other",
+                  "effect: best minus other [95% CI if known]", "test", "p", "Holm p", "verdict"),
+                 tuple(rows),
+                 f"{QUESTIONS[CONFIGURATIONS]}. {QUESTIONS[NETWORKS]}. 5% level, Holm-adjusted "
+                 "within each question and metric.")
 
 
 def _experiment_section(number: str, exp_name: str, groups: list[Group]) -> list[Block]:
