@@ -25,9 +25,9 @@ from typing import Any
 from mnistlab.atomic import atomic_write_text
 from mnistlab.errors import RunError, RunInUse
 
-__all__ = ["runs_root", "create_run_dir", "write_json", "write_status", "read_status", "write_history", "read_history",
-           "RunInfo", "load_run", "list_runs", "safe_name", "resolve_run_dir", "lock_run_dir",
-           "LOCK_FILE"]
+__all__ = ["runs_root", "create_run_dir", "write_json", "write_status", "read_status",
+           "write_history", "read_history", "RunInfo", "load_run", "list_runs", "safe_name",
+           "resolve_run_dir", "lock_run_dir", "LOCK_FILE"]
 
 STATUSES = ("running", "complete", "failed", "interrupted")
 LOCK_FILE = ".lock"  # held (flock) by the process writing the run; holds that process's pid

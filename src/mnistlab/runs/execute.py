@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import io
-import platform
 import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,8 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from mnistlab import __version__
-from mnistlab.atomic import atomic_write_bytes, atomic_write_text
+from mnistlab.atomic import atomic_write_text
 from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
@@ -41,14 +37,13 @@ from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
 from mnistlab.nn.optim import make_optimizer
-from mnistlab.nn.summary import count_parameters, summary_text
+from mnistlab.nn.summary import summary_text
 from mnistlab.runs.directory import (
     create_run_dir,
     lock_run_dir,
     read_status,
     runs_root,
     write_history,
-    write_json,
     write_status,
 )
 from mnistlab.runs.outputs import run_metrics, write_outputs
