@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["curves_figure", "confusion_figure", "validation_overlay_figure", "save_figure",
-           "hog_figure", "preparation_figure"]
+           "hog_figure", "misclassified_figure", "preparation_figure", "upscale"]
 
 
 def _pyplot():
@@ -105,19 +105,53 @@ def save_figure(fig, path) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
+def upscale(image: np.ndarray, size: int = 280) -> np.ndarray:
+    """Each pixel repeated k x k times (k = the smallest factor reaching `size` pixels), so a
+    28x28 picture is shown with sharp pixels at a readable size whatever the viewer does."""
+    image = np.asarray(image)
+    k = max(1, -(-size // max(image.shape[:2])))
+    return np.kron(image, np.ones((k, k), dtype=image.dtype))
+
+
 def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None):
-    """An image beside its HOG visualisation (as the lab's notebook showed)."""
+    """An image beside its HOG visualisation (as the lab's notebook showed), both upscaled to
+    280 pixels: at 28x28 a 4-pixel cell's three-pixel lines cannot be read."""
     plt = _pyplot()
     if ax is None:
-        fig, ax = plt.subplots(1, 2, figsize=(8, 4.2), dpi=100)
+        fig, ax = plt.subplots(1, 2, figsize=(10, 5.4), dpi=100)
     else:
         fig = ax[0].figure
-    ax[0].imshow(image, cmap="gray")
+    ax[0].imshow(upscale(image), cmap="gray", interpolation="nearest")
     ax[0].set_title("input image")
-    ax[1].imshow(hog_view, cmap="gray")
+    ax[1].imshow(upscale(hog_view), cmap="gray", interpolation="nearest")
     ax[1].set_title("histogram of oriented gradients")
     for a in ax:
         a.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def misclassified_figure(rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, str]]]],
+                         title: str = ""):
+    """Test images the model got wrong: one row per (true, predicted) pair, named by `rows[i][0]`,
+    each image with its caption (e.g. the predicted probability)."""
+    plt = _pyplot()
+    n_cols = max(1, max((len(images) for _, images in rows), default=1))
+    fig, axes = plt.subplots(max(1, len(rows)), n_cols, squeeze=False,
+                             figsize=(1.9 * n_cols + 1.2, 2.1 * max(1, len(rows)) + 0.4), dpi=100)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n_cols):
+            a = axes[r][c]
+            a.set_xticks([])
+            a.set_yticks([])
+            if c >= len(images):
+                a.axis("off")
+                continue
+            image, caption = images[c]
+            a.imshow(image, cmap="gray_r", interpolation="nearest")
+            a.set_title(caption, fontsize="small")
+        axes[r][0].set_ylabel(label, fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

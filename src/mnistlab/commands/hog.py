@@ -13,7 +13,8 @@ def hog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=int, default=0, help="which image of the split")
     p.add_argument("--pixels-per-cell", type=int, default=4)
     p.add_argument("--orientations", type=int, default=8)
-    p.add_argument("-o", "--output", default=None, help="PNG path (default hog-<dataset>-<i>.png)")
+    p.add_argument("-o", "--output", default=None,
+                   help="PNG path (default hog-<dataset>-<split>-<index>.png)")
     p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
 
 
