@@ -103,12 +103,15 @@ def _inputs_text(g: Group, shape: tuple) -> str:
     what = ("raw pixels scaled to [0, 1]" if f.get("kind", "raw") == "raw" else
             f"HOG features (pixels_per_cell {f.get('pixels_per_cell')}, orientations "
             f"{f.get('orientations')}, cells_per_block {f.get('cells_per_block', 1)})")
+    if len(shape) == 1:
+        return f"{n:,} values: {what}"
     return f"{'x'.join(map(str, shape))} = {n:,} values: {what}"
 
 
 def _layer_table(g: Group, infos, shape, n_classes) -> list[Block]:
     rows = tuple((i.name, i.kind, "x".join(map(str, i.output_shape)), f"{i.weights:,}",
-                  f"{i.biases:,}", f"{i.params:,}", i.formula) for i in infos)
+                  f"{i.biases:,}", f"{i.params:,}", i.formula) for i in infos
+                 if not (i.kind == "Flatten" and len(shape) == 1))  # HOG vectors: a no-op
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
     recorded = int(g.representative.metrics["params"])
     terms = " + ".join(f"{i.params:,}" for i in infos if i.params)
