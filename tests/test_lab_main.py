@@ -44,4 +44,5 @@ def test_make_run_trains_and_reports_the_main_suite():
     run = text.split("\nrun:", 1)[1].split("\n\n", 1)[0]
     assert "suite run lab-main" in run and "report lab-main" in run
     readme = (ROOT / "README.md").read_text()
-    assert "suite run lab " in readme or "suite run lab`" in readme  # the whole lab's command
+    assert "mnistlab suite run lab && .venv/bin/mnistlab report lab " in readme  # the whole lab
+    assert "runs the suite `lab-main`" in readme
