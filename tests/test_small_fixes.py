@@ -56,3 +56,23 @@ def test_hog_show_help_names_the_file_it_writes(shared_data, tmp_path, monkeypat
     assert main(["hog", "show", "--split", "test", "--index", "3",
                  "--data-dir", str(shared_data)]) == 0
     assert (tmp_path / "hog-mnist-test-3.png").is_file()
+
+
+def test_hog_view_draws_each_cells_histogram_as_lines():
+    """Given the features, every cell and orientation is a line, as bright as its value."""
+    from matplotlib.collections import LineCollection
+
+    from mnistlab.features.hog import hog, hog_image
+    from mnistlab.plots import hog_figure
+
+    image = np.zeros((28, 28))
+    image[:, 14:] = 1.0  # one vertical edge
+    cells = hog(image[None], 8, (4, 4), (1, 1))[0].reshape(7, 7, 8)
+    fig = hog_figure(image, hog_image(image, 8, (4, 4)), cells=cells)
+    lines = [c for c in fig.axes[1].collections if isinstance(c, LineCollection)]
+    assert len(lines) == 1 and len(lines[0].get_segments()) == 7 * 7 * 8
+    alpha = lines[0].get_colors()[:, 3].reshape(7, 7, 8)
+    assert np.allclose(alpha, cells / cells.max())
+    brightest = lines[0].get_segments()[int(np.argmax(alpha))]
+    dx, dy = np.subtract(brightest[1], brightest[0])
+    assert abs(dx) < abs(dy) / 4  # a vertical edge: near-vertical lines (bin middles)

@@ -113,9 +113,34 @@ def upscale(image: np.ndarray, size: int = 280) -> np.ndarray:
     return np.kron(image, np.ones((k, k), dtype=image.dtype))
 
 
-def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None):
-    """An image beside its HOG visualisation (as the lab's notebook showed), both upscaled to
-    280 pixels: at 28x28 a 4-pixel cell's three-pixel lines cannot be read."""
+def _hog_glyphs(ax: Any, cells: np.ndarray, shape: tuple[int, int]) -> None:
+    """Each cell's histogram as lines through its centre, one per orientation bin, along the
+    edge (perpendicular to the bin's gradient direction, as scikit-image draws them), brightness
+    proportional to the value: drawn as vectors, so 4-pixel cells stay readable."""
+    from matplotlib.collections import LineCollection
+
+    n_rows, n_cols, n_bins = cells.shape
+    ch, cw = shape[0] / n_rows, shape[1] / n_cols
+    radius = 0.45 * min(ch, cw)
+    middle = np.pi * (np.arange(n_bins) + 0.5) / n_bins
+    top = float(cells.max()) or 1.0
+    segments, colours = [], []
+    for r in range(n_rows):
+        for c in range(n_cols):
+            y, x = (r + 0.5) * ch - 0.5, (c + 0.5) * cw - 0.5
+            for b in range(n_bins):
+                dy, dx = np.cos(middle[b]) * radius, np.sin(middle[b]) * radius
+                segments.append([(x + dx, y - dy), (x - dx, y + dy)])
+                colours.append((1.0, 1.0, 1.0, float(cells[r, c, b]) / top))
+    ax.imshow(np.zeros(shape), cmap="gray", vmin=0, vmax=1)
+    ax.add_collection(LineCollection(segments, colors=colours, linewidths=2.0))
+
+
+def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None,
+               cells: np.ndarray | None = None):
+    """An image beside its HOG visualisation (as the lab's notebook showed). At 28x28 a 4-pixel
+    cell's three-pixel lines cannot be read, so the picture is upscaled to 280 pixels, or, given
+    `cells` ((rows, cols, orientations) histograms, e.g. the features), drawn as vector lines."""
     plt = _pyplot()
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=(10, 5.4), dpi=100)
@@ -123,8 +148,12 @@ def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any
         fig = ax[0].figure
     ax[0].imshow(upscale(image), cmap="gray", interpolation="nearest")
     ax[0].set_title("input image")
-    ax[1].imshow(upscale(hog_view), cmap="gray", interpolation="nearest")
-    ax[1].set_title("histogram of oriented gradients")
+    if cells is None:
+        ax[1].imshow(upscale(hog_view), cmap="gray", interpolation="nearest")
+    else:
+        _hog_glyphs(ax[1], np.asarray(cells, dtype=float), tuple(np.asarray(hog_view).shape))
+    ax[1].set_title("histogram of oriented gradients" if cells is None else
+                    "HOG features per cell (line = edge direction, brightness = value)")
     for a in ax:
         a.axis("off")
     if title:
