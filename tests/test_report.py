@@ -213,3 +213,26 @@ def test_misclassified_examples_read_runs_without_test_index(lab_runs, tmp_path)
     assert isinstance(block, ImageBlock) and block.png.startswith(b"\x89PNG")
     y_true, y_pred = np.array([1, 1, 1, 2, 2, 3]), np.array([7, 7, 1, 5, 3, 3])
     assert most_confused(y_true, y_pred) == [(1, 7), (2, 3), (2, 5)]
+
+
+def test_capacity_says_when_runs_differ_in_length():
+    """Q3 draws no conclusion from runs of different lengths without saying so."""
+    from types import SimpleNamespace as NS
+
+    from mnistlab.report.document import Para
+    from mnistlab.report.sections import _capacity_one
+
+    def group(label, epochs, acc, params):
+        summary = NS(mean=acc, text=lambda: f"{acc:.4f} (1 run)")
+        return (NS(label=label, summary=lambda _m: summary,
+                   representative=NS(history={"val_loss": [1.0] * epochs})),
+                [NS(params=p, formula=f"{p} weights") for p in params])
+
+    shallow = group("mlp", 150, 0.98, [196_250, 2_510])
+    deep = group("cnn", 50, 0.99, [234, 2_034, 1_312, 3_625, 260])
+    text = " ".join(b.text for b in _capacity_one("mnist", [shallow, deep]) if isinstance(b, Para))
+    assert "FEWER weights" in text and "150 vs 50 epochs" in text
+    assert "more accurate" not in text  # no verdict on accuracy from unequal lengths
+    same = group("cnn", 150, 0.99, [234, 2_034, 1_312, 3_625, 260])
+    text = " ".join(b.text for b in _capacity_one("mnist", [shallow, same]) if isinstance(b, Para))
+    assert "epochs" not in text and "fewer weights is the more accurate" in text
