@@ -28,8 +28,8 @@ venv: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 run: $(VENV)/.installed
-	$(BIN)/mnistlab suite run lab-final $(RUN_ARGS)
-	$(BIN)/mnistlab report lab-final -o report
+	$(BIN)/mnistlab suite run lab-main $(RUN_ARGS)
+	$(BIN)/mnistlab report lab-main -o report
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

@@ -50,7 +50,9 @@ def report(lab_runs, tmp_path_factory):
     shutil.copytree(next(p for p in runs.iterdir() if "raw-final-s0" in p.name), damaged)
     (damaged / "metrics.json").write_text("{not json")
     out = tmp_path_factory.mktemp("report") / "out"
-    result = write_report([runs], out)
+    with pytest.MonkeyPatch.context() as mp:  # the misclassified figures read the test images
+        mp.setenv("MNISTLAB_DATA", str(SHARED_DATA))
+        result = write_report([runs], out)
     return result, runs
 
 
@@ -239,3 +241,80 @@ def test_overfitting_is_claimed_only_from_a_sustained_rise():
     text = " ".join(diagnostic_sentences(steady))
     assert steady.overfits and "overfits on the test set after epoch 3" in text
     assert "Validation loss (on the test set) is lowest at epoch 3 of 6" in text
+
+
+def test_every_experiment_section_has_per_class_scores_and_misclassified_images(report):
+    """Q4 for each experiment: per-class P/R/F1 of the chosen model and its mistakes as images."""
+    result, _ = report
+    md = result.markdown.read_text()
+    sections = re.split(r"^## ", md, flags=re.M)
+    experiments = [s for s in sections if re.match(r"3\.\d ", s)]
+    assert len(experiments) == 2  # raw (template, final) and Fashion-MNIST
+    for text in experiments:
+        assert "| class | precision | recall | F1 | test images |" in text
+        figure = re.search(r"!\[[^\]]*misclassified[^\]]*\]\(([^)]+)\)", text)
+        assert figure, text[:200]
+        png = result.markdown.parent / figure.group(1)
+        with Image.open(png) as im:
+            assert im.size[0] > 300 and im.size[1] > 150
+    fashion = next(s for s in experiments if "Fashion" in s.splitlines()[0])
+    assert "| Ankle boot |" in fashion or "| Shirt |" in fashion
+    q5 = next(s for s in sections if s.startswith("4. Fashion-MNIST"))
+    assert "| class | precision" not in q5 and "![" not in q5  # points to 3.x, repeats nothing
+    assert re.search(r"section 3\.\d", q5)
+
+
+def test_capacity_compares_models_on_one_dataset_at_a_time(report):
+    """Q3: the MNIST table has no Fashion-MNIST row; the runs' lengths are shown."""
+    result, _ = report
+    md = result.markdown.read_text()
+    q3 = md.split("Do deeper networks have more capacity (weights)?", 1)[1].split("\n## ", 1)[0]
+    tables = re.findall(r"(?:^\|.*\n)+", q3, flags=re.M)
+    mnist = next(t for t in tables if "raw" in t)
+    assert "fashion" not in mnist.lower() and "| epochs |" in mnist
+    assert any("fashion" in t.lower() for t in tables if t is not mnist)
+
+
+def test_misclassified_examples_read_runs_without_test_index(lab_runs, tmp_path):
+    """Runs written before predictions.npz had test_index scored the first N test images."""
+    import numpy as np
+
+    from mnistlab.report.compare import compare
+    from mnistlab.report.document import Image as ImageBlock
+    from mnistlab.report.examples import misclassified_block, most_confused
+
+    runs = tmp_path / "runs"
+    shutil.copytree(lab_runs, runs)
+    run = next(p for p in runs.iterdir() if "raw-template-s0" in p.name)
+    with np.load(run / "predictions.npz") as data:
+        saved = {k: data[k] for k in data.files}
+    assert np.array_equal(saved["test_index"], np.arange(300))
+    np.savez(run / "predictions.npz", **{k: v for k, v in saved.items() if k != "test_index"})
+    group = next(g for g in compare([run]).groups)
+    block = misclassified_block(group, "x.png", data_dir=SHARED_DATA)
+    assert isinstance(block, ImageBlock) and block.png.startswith(b"\x89PNG")
+    y_true, y_pred = np.array([1, 1, 1, 2, 2, 3]), np.array([7, 7, 1, 5, 3, 3])
+    assert most_confused(y_true, y_pred) == [(1, 7), (2, 3), (2, 5)]
+
+
+def test_capacity_says_when_runs_differ_in_length():
+    """Q3 draws no conclusion from runs of different lengths without saying so."""
+    from types import SimpleNamespace as NS
+
+    from mnistlab.report.document import Para
+    from mnistlab.report.sections import _capacity_one
+
+    def group(label, epochs, acc, params):
+        summary = NS(mean=acc, text=lambda: f"{acc:.4f} (1 run)")
+        return (NS(label=label, summary=lambda _m: summary,
+                   representative=NS(history={"val_loss": [1.0] * epochs})),
+                [NS(params=p, formula=f"{p} weights") for p in params])
+
+    shallow = group("mlp", 150, 0.98, [196_250, 2_510])
+    deep = group("cnn", 50, 0.99, [234, 2_034, 1_312, 3_625, 260])
+    text = " ".join(b.text for b in _capacity_one("mnist", [shallow, deep]) if isinstance(b, Para))
+    assert "FEWER weights" in text and "150 vs 50 epochs" in text
+    assert "more accurate" not in text  # no verdict on accuracy from unequal lengths
+    same = group("cnn", 150, 0.99, [234, 2_034, 1_312, 3_625, 260])
+    text = " ".join(b.text for b in _capacity_one("mnist", [shallow, same]) if isinstance(b, Para))
+    assert "epochs" not in text and "fewer weights is the more accurate" in text

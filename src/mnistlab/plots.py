@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["curves_figure", "confusion_figure", "validation_overlay_figure", "save_figure",
-           "hog_figure", "preparation_figure"]
+           "hog_figure", "misclassified_figure", "preparation_figure", "upscale"]
 
 
 def _pyplot():
@@ -105,19 +105,82 @@ def save_figure(fig, path) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None):
-    """An image beside its HOG visualisation (as the lab's notebook showed)."""
+def upscale(image: np.ndarray, size: int = 280) -> np.ndarray:
+    """Each pixel repeated k x k times (k = the smallest factor reaching `size` pixels), so a
+    28x28 picture is shown with sharp pixels at a readable size whatever the viewer does."""
+    image = np.asarray(image)
+    k = max(1, -(-size // max(image.shape[:2])))
+    return np.kron(image, np.ones((k, k), dtype=image.dtype))
+
+
+def _hog_glyphs(ax: Any, cells: np.ndarray, shape: tuple[int, int]) -> None:
+    """Each cell's histogram as lines through its centre, one per orientation bin, along the
+    edge (perpendicular to the bin's gradient direction, as scikit-image draws them), brightness
+    proportional to the value: drawn as vectors, so 4-pixel cells stay readable."""
+    from matplotlib.collections import LineCollection
+
+    n_rows, n_cols, n_bins = cells.shape
+    ch, cw = shape[0] / n_rows, shape[1] / n_cols
+    radius = 0.45 * min(ch, cw)
+    middle = np.pi * (np.arange(n_bins) + 0.5) / n_bins
+    top = float(cells.max()) or 1.0
+    segments, colours = [], []
+    for r in range(n_rows):
+        for c in range(n_cols):
+            y, x = (r + 0.5) * ch - 0.5, (c + 0.5) * cw - 0.5
+            for b in range(n_bins):
+                dy, dx = np.cos(middle[b]) * radius, np.sin(middle[b]) * radius
+                segments.append([(x + dx, y - dy), (x - dx, y + dy)])
+                colours.append((1.0, 1.0, 1.0, float(cells[r, c, b]) / top))
+    ax.imshow(np.zeros(shape), cmap="gray", vmin=0, vmax=1)
+    ax.add_collection(LineCollection(segments, colors=colours, linewidths=2.0))
+
+
+def hog_figure(image: np.ndarray, hog_view: np.ndarray, title: str = "", ax: Any = None,
+               cells: np.ndarray | None = None):
+    """An image beside its HOG visualisation (as the lab's notebook showed). At 28x28 a 4-pixel
+    cell's three-pixel lines cannot be read, so the picture is upscaled to 280 pixels, or, given
+    `cells` ((rows, cols, orientations) histograms, e.g. the features), drawn as vector lines."""
     plt = _pyplot()
     if ax is None:
-        fig, ax = plt.subplots(1, 2, figsize=(8, 4.2), dpi=100)
+        fig, ax = plt.subplots(1, 2, figsize=(10, 5.4), dpi=100)
     else:
         fig = ax[0].figure
-    ax[0].imshow(image, cmap="gray")
+    ax[0].imshow(upscale(image), cmap="gray", interpolation="nearest")
     ax[0].set_title("input image")
-    ax[1].imshow(hog_view, cmap="gray")
-    ax[1].set_title("histogram of oriented gradients")
+    if cells is None:
+        ax[1].imshow(upscale(hog_view), cmap="gray", interpolation="nearest")
+    else:
+        _hog_glyphs(ax[1], np.asarray(cells, dtype=float), tuple(np.asarray(hog_view).shape))
+    ax[1].set_title("histogram of oriented gradients" if cells is None else
+                    "HOG features per cell (line = edge direction, brightness = value)")
     for a in ax:
         a.axis("off")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def misclassified_figure(rows: Sequence[tuple[str, Sequence[tuple[np.ndarray, str]]]],
+                         title: str = ""):
+    """Test images the model got wrong: one row per (true, predicted) pair, named by `rows[i][0]`,
+    each image with its caption (e.g. the predicted probability)."""
+    plt = _pyplot()
+    n_cols = max(1, max((len(images) for _, images in rows), default=1))
+    fig, axes = plt.subplots(max(1, len(rows)), n_cols, squeeze=False,
+                             figsize=(1.9 * n_cols + 1.2, 2.1 * max(1, len(rows)) + 0.4), dpi=100)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n_cols):
+            a = axes[r][c]
+            a.set_xticks([])
+            a.set_yticks([])
+            if c >= len(images):
+                a.axis("off")
+                continue
+            image, caption = images[c]
+            a.imshow(image, cmap="gray_r", interpolation="nearest")
+            a.set_title(caption, fontsize="small")
+        axes[r][0].set_ylabel(label, fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

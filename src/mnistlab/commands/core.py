@@ -169,8 +169,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if args.runs_dir is not None and not root.is_dir():
         raise RunError(f"{root}: no such runs folder (--runs-dir); pass an existing folder")
     table = Table(title=escape(str(root)))
-    for col in ("run", "status", "dataset", "features", "model", "batch", "epochs", "test acc",
-                "problems"):
+    for col in ("run", "status", "dataset", "features", "model", "batch", "epochs", "seed",
+                "validation", "test acc", "problems"):
         table.add_column(col)
     for info in infos:
         cfg = info.config or {}  # load_run gives a config that validates, or None
@@ -180,10 +180,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
             desc = f"cnn {len(model.get('layers', []))} layers {model.get('activation', '')}"
         acc = f"{info.metrics['test_accuracy']:.4f}" if info.metrics else "-"
         epochs = str(len(info.history["loss"])) if info.history and "loss" in info.history else "-"
-        cells = (info.name, info.status, cfg.get("data", {}).get("dataset", "?"),
-                 cfg.get("features", {}).get("kind", "?"), desc,
-                 cfg.get("training", {}).get("batch_size", "?"), epochs, acc,
-                 "; ".join(info.problems))
+        feats = cfg.get("features", {})
+        features = feats.get("kind", "?")
+        if features == "hog":
+            features = f"hog p={feats.get('pixels_per_cell')} o={feats.get('orientations')}"
+        training = cfg.get("training", {})
+        cells = (info.name, info.status, cfg.get("data", {}).get("dataset", "?"), features, desc,
+                 training.get("batch_size", "?"), epochs, training.get("seed", "?"),
+                 cfg.get("data", {}).get("validation", "?"), acc, "; ".join(info.problems))
         table.add_row(*(escape(str(c)) for c in cells))  # names and configs may hold [brackets]
     console().print(table)
     return 0

@@ -13,7 +13,8 @@ def hog_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--index", type=int, default=0, help="which image of the split")
     p.add_argument("--pixels-per-cell", type=int, default=4)
     p.add_argument("--orientations", type=int, default=8)
-    p.add_argument("-o", "--output", default=None, help="PNG path (default hog-<dataset>-<i>.png)")
+    p.add_argument("-o", "--output", default=None,
+                   help="PNG path (default hog-<dataset>-<split>-<index>.png)")
     p.add_argument("--data-dir", help="folder holding mnist/ and fashion-mnist/")
 
 
@@ -21,7 +22,7 @@ def cmd_hog(args: argparse.Namespace) -> int:
     from mnistlab.config.load import experiment_from_dict
     from mnistlab.data.load import load_dataset
     from mnistlab.errors import ConfigError
-    from mnistlab.features.hog import hog_feature_length, hog_image
+    from mnistlab.features.hog import hog, hog_feature_length, hog_image
     from mnistlab.plots import hog_figure, save_figure
 
     exp = experiment_from_dict({"data": {"dataset": args.dataset}, "features": {
@@ -39,6 +40,8 @@ def cmd_hog(args: argparse.Namespace) -> int:
     label = ds.spec.class_names[int(labels[args.index])]
     title = f"{ds.spec.name} {args.split}[{args.index}] ({label}): HOG p={p} o={o}, {n} features"
     out = Path(args.output or f"hog-{ds.spec.name}-{args.split}-{args.index}.png")
-    save_figure(hog_figure(image, view, title), out)
+    side = (image.shape[0] // p, image.shape[1] // p)
+    cells = hog(image[None], o, (p, p), (1, 1))[0].reshape(*side, o)  # what the MLP sees
+    save_figure(hog_figure(image, view, title, cells=cells), out)
     print(out)
     return 0

@@ -93,13 +93,17 @@ def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int 
     lines.append("-" * 80)
     lines.append(f"{'input (Input)':<28}{shape_text(in_shape):<18}{0:>12}{0:>10}{0:>12}")
     for i in infos:
+        if i.kind == "Flatten" and len(in_shape) == 1:
+            continue  # features are already a vector (HOG): flattening changes nothing
         lines.append(f"{i.name + ' (' + i.kind + ')':<28}{shape_text(i.output_shape):<18}"
                      f"{_fmt(i.weights):>12}{_fmt(i.biases):>10}{_fmt(i.params):>12}")
     lines.append("-" * 80)
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
     lines.append(f"Total params: {_fmt(weights + biases)} ({_fmt(weights)} weights + "
                  f"{_fmt(biases)} biases)")
-    lines.append(f"Inputs: {shape_text(in_shape)} = {_fmt(math.prod(in_shape))} values; "
+    values = (f"{_fmt(in_shape[0])} values" if len(in_shape) == 1 else
+              f"{shape_text(in_shape)} = {_fmt(math.prod(in_shape))} values")
+    lines.append(f"Inputs: {values}; "
                  f"outputs: {n_classes} class probabilities (softmax)")
     lines.append(f"Multiply-adds per image: {_fmt(sum(i.mult_adds for i in infos))}")
     lines.append("")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mnistlab.report.document import Block, Bullets, Code, Heading, Image, Math, Panel, Para, Table
 from mnistlab.atomic import atomic_write_bytes, atomic_write_text
+from mnistlab.report.document import Block, Bullets, Code, Heading, Image, Math, Panel, Para, Table
 
 __all__ = ["render_markdown"]
 

@@ -7,10 +7,10 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from mnistlab.report.compare import EXPERIMENTS, Group
-from mnistlab.config.sections import OptimizerConfig
 from mnistlab.config.load import experiment_from_dict
+from mnistlab.config.sections import OptimizerConfig
 from mnistlab.errors import MnistlabError
+from mnistlab.report.compare import EXPERIMENTS, Group
 from mnistlab.report.document import Block, Bullets, Heading, Math, Para, Table
 
 __all__ = ["optimizer_section", "complexity_section", "chosen_group", "model_layers"]
@@ -103,12 +103,15 @@ def _inputs_text(g: Group, shape: tuple) -> str:
     what = ("raw pixels scaled to [0, 1]" if f.get("kind", "raw") == "raw" else
             f"HOG features (pixels_per_cell {f.get('pixels_per_cell')}, orientations "
             f"{f.get('orientations')}, cells_per_block {f.get('cells_per_block', 1)})")
+    if len(shape) == 1:
+        return f"{n:,} values: {what}"
     return f"{'x'.join(map(str, shape))} = {n:,} values: {what}"
 
 
 def _layer_table(g: Group, infos, shape, n_classes) -> list[Block]:
     rows = tuple((i.name, i.kind, "x".join(map(str, i.output_shape)), f"{i.weights:,}",
-                  f"{i.biases:,}", f"{i.params:,}", i.formula) for i in infos)
+                  f"{i.biases:,}", f"{i.params:,}", i.formula) for i in infos
+                 if not (i.kind == "Flatten" and len(shape) == 1))  # HOG vectors: a no-op
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
     recorded = int(g.representative.metrics["params"])
     terms = " + ".join(f"{i.params:,}" for i in infos if i.params)
@@ -150,21 +153,36 @@ def complexity_section(by_experiment: dict[str, list[Group]]) -> list[Block]:
 
 
 def _capacity(sizes) -> list[Block]:
+    """Shallow vs deep within one dataset at a time (MNIST and Fashion-MNIST are not compared)."""
     blocks: list[Block] = [Heading(3, "Do deeper networks have more capacity (weights)?")]
     if not sizes:
         return blocks + [Para("No model in this report could be rebuilt.")]
+    by_dataset: dict[str, list] = {}
+    for g, infos in sizes:
+        by_dataset.setdefault(str(g.representative.metrics.get("dataset", "mnist")), []).append(
+            (g, infos))
+    for dataset, found in by_dataset.items():
+        blocks += _capacity_one(dataset, found)
+    return blocks
+
+
+def _epochs(g: Group) -> int:
+    return len(g.representative.history["val_loss"])
+
+
+def _capacity_one(dataset: str, sizes) -> list[Block]:
     rows = []
     for g, infos in sorted(sizes, key=lambda s: (_depth(s[1]), sum(i.params for i in s[1]))):
         rows.append((g.label, str(_depth(infos)), f"{sum(i.params for i in infos):,}",
-                     g.summary("test_accuracy").text()))
-    blocks.append(Table(("configuration", "layers with weights", "parameters",
-                         "test accuracy"), tuple(rows)))
+                     str(_epochs(g)), g.summary("test_accuracy").text()))
+    blocks: list[Block] = [Table(("configuration", "layers with weights", "parameters", "epochs",
+                                  "test accuracy"), tuple(rows),
+                                 f"{dataset}: every configuration of this report on it")]
     shallow = min(sizes, key=lambda s: (_depth(s[1]), -sum(i.params for i in s[1])))
     deep = max(sizes, key=lambda s: (_depth(s[1]), -sum(i.params for i in s[1])))
     if _depth(shallow[1]) == _depth(deep[1]):
-        return blocks + [Para(f"Every model here has {_depth(deep[1])} layers with weights, so "
-                              "these runs hold no shallow-vs-deep comparison; add CNN presets "
-                              "(suite `lab`) to see one.")]
+        return blocks + [Para(f"On {dataset}, every model here has {_depth(deep[1])} layers with "
+                              "weights, so these runs hold no shallow-vs-deep comparison.")]
     (gs, ls), (gd, ld) = shallow, deep
     ps, pd = sum(i.params for i in ls), sum(i.params for i in ld)
     work = [f"Shallow: {gs.label}, {_depth(ls)} layers with weights: "
@@ -172,21 +190,24 @@ def _capacity(sizes) -> list[Block]:
             f"Deep: {gd.label}, {_depth(ld)} layers with weights: "
             + "; ".join(i.formula for i in ld if i.params) + f"; total {pd:,}."]
     if pd > ps:
-        verdict = (f"Here the deeper model has {pd / ps:.1f} times the weights of the shallow "
-                   "one.")
+        verdict = (f"On {dataset}, the deeper model has {pd / ps:.1f} times the weights of the "
+                   "shallow one.")
     else:
-        verdict = (f"Here the deeper model has {ps / max(pd, 1):.1f} times FEWER weights than "
-                   "the shallow one: depth is not the same as capacity in weights. A dense "
+        verdict = (f"On {dataset}, the deeper model has {ps / max(pd, 1):.1f} times FEWER weights "
+                   "than the shallow one: depth is not the same as capacity in weights. A dense "
                    "layer pays inputs x outputs; a convolution shares one small kernel over "
                    "every position and pooling shrinks what the dense layers see.")
     acc_s, acc_d = gs.summary("test_accuracy").mean, gd.summary("test_accuracy").mean
-    bigger_wins = (pd > ps) == (acc_d > acc_s)
-    verdict += (f" Mean test accuracy: shallow {acc_s:.4f}, deep {acc_d:.4f} "
-                f"({acc_d - acc_s:+.4f}): " + (
-                    "the model with more weights is also the more accurate one here."
-                    if bigger_wins else
-                    "the model with fewer weights is the more accurate one, so weights alone "
-                    "do not decide accuracy."))
+    verdict += f" Mean test accuracy: shallow {acc_s:.4f}, deep {acc_d:.4f} ({acc_d - acc_s:+.4f})"
+    es, ed = _epochs(gs), _epochs(gd)
+    if es != ed:
+        verdict += (f"; the runs differ in length ({es} vs {ed} epochs), so this difference is "
+                    "not the effect of depth or weights alone.")
+    elif (pd > ps) == (acc_d > acc_s):
+        verdict += ": the model with more weights is also the more accurate one here."
+    else:
+        verdict += (": the model with fewer weights is the more accurate one, so weights alone "
+                    "do not decide accuracy.")
     return blocks + [Bullets(tuple(work)), Para(verdict)]
 
 

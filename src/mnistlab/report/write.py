@@ -28,6 +28,7 @@ from mnistlab.report.document import (
     figure_png,
     slug,
 )
+from mnistlab.report.examples import misclassified_block, per_class_table
 from mnistlab.report.findings import (
     diagnose,
     diagnostic_sentences,
@@ -37,7 +38,6 @@ from mnistlab.report.findings import (
     pooled_confused_pairs,
 )
 from mnistlab.report.sections import chosen_group, complexity_section, optimizer_section
-from mnistlab.report.stats import summarize
 from mnistlab.report.verdicts import CONFIGURATIONS, NETWORKS, QUESTIONS
 from mnistlab.runs.directory import RunInfo
 
@@ -154,6 +154,17 @@ def _experiment_section(number: str, exp_name: str, groups: list[Group]) -> list
     ]
     for g in groups:
         blocks += _config_panel(g)
+    chosen = chosen_group(groups)
+    blocks.append(Heading(3, f"Chosen configuration {chosen.label}: per class and its mistakes"))
+    per_class = per_class_table(chosen)
+    if per_class is not None:
+        blocks.append(per_class)
+    blocks.append(Para(f"Most confused pairs (true → predicted, summed over the "
+                       f"{len(chosen.runs)} run(s) of {chosen.label}): "
+                       f"{pairs_text(pooled_confused_pairs([chosen], 5))}. Over every "
+                       f"configuration of this experiment: "
+                       f"{pairs_text(pooled_confused_pairs(groups, 5))}."))
+    blocks.append(misclassified_block(chosen, f"{exp_name}-misclassified.png"))
     blocks.append(Heading(3, f"Comparison: {EXPERIMENTS[exp_name]}"))
     tests = _tests_table(comp)
     if tests is not None:
@@ -162,36 +173,21 @@ def _experiment_section(number: str, exp_name: str, groups: list[Group]) -> list
     return blocks
 
 
-def _fashion_section(groups: list[Group]) -> list[Block]:
+def _fashion_section(groups: list[Group], section: str | None) -> list[Block]:
+    """Q5 in a few lines; the figures and tables are in the Fashion-MNIST experiment section."""
     blocks: list[Block] = [Heading(2, "4. Fashion-MNIST")]
     if not groups:
         return blocks + [Para("No Fashion-MNIST runs are in this report; run the suite "
-                              "`lab-final` (or the fashion/* presets) to include them.")]
+                              "`lab-main` (or the fashion/* presets) to include them.")]
     g = chosen_group(groups)
     names = g.representative.metrics["class_names"]
-    blocks.append(Para(f"Classes: {', '.join(f'{i} {n}' for i, n in enumerate(names))}. "
-                       f"Chosen configuration: {g.label} ({len(g.runs)} run(s)); test loss "
-                       f"{g.summary('test_loss').text()}, accuracy "
-                       f"{g.summary('test_accuracy').text()}, macro-F1 "
-                       f"{g.summary('f1_macro').text()}."))
-    rows = []
-    for c, name in enumerate(names):
-        per = [r.metrics["per_class"][c] for r in g.runs if len(r.metrics.get("per_class", [])) > c]
-        if not per:
-            continue
-        cells = [summarize([p[k] for p in per], bounds=(0, 1)).text(3)
-                 for k in ("precision", "recall", "f1")]
-        rows.append((name, *cells, str(per[0]["support"])))
-    rows.sort(key=lambda r: float(r[3].split()[0]))
-    blocks.append(Table(("class", "precision", "recall", "F1", "test images"), tuple(rows),
-                        f"{g.label}: per-class scores, hardest class first"))
-    blocks.append(Para(f"Most confused categories (true → predicted, summed over the "
-                       f"{len(g.runs)} run(s) of {g.label}): "
-                       f"{pairs_text(pooled_confused_pairs([g], 5))}. Over every Fashion-MNIST "
-                       f"configuration: {pairs_text(pooled_confused_pairs(groups, 5))}."))
-    panel = _config_panel(g)[1]
-    images = tuple(Image("fashion-chosen-" + i.filename, i.png, i.caption) for i in panel.images)
-    return blocks + [Panel(images, panel.table, panel.notes)]
+    return blocks + [Para(
+        f"Classes: {', '.join(f'{i} {n}' for i, n in enumerate(names))}. Chosen configuration: "
+        f"{g.label} ({len(g.runs)} run(s)); test loss {g.summary('test_loss').text()}, accuracy "
+        f"{g.summary('test_accuracy').text()}, macro-F1 {g.summary('f1_macro').text()}. Most "
+        f"confused categories (true → predicted): {pairs_text(pooled_confused_pairs([g], 5))}. "
+        f"Its error evolution, confusion matrix, per-class F-scores and misclassified images, "
+        f"and the other Fashion-MNIST configurations: section {section}.")]
 
 
 def _appendix(groups: list[Group], skipped: Sequence[tuple[Path, str]]) -> list[Block]:
@@ -248,14 +244,16 @@ def build_report(targets: Sequence[str | Path], runs_dir: str | Path | None = No
                  "Q2 inputs, outputs, weights and biases per layer, totals: section 2.",
                  "Q3 do deeper networks have more weights: section 2, last part.",
                  "Q4 configurations per experiment with loss plots, test scores, confusion "
-                 "matrices, F-scores and comments: section 3.",
+                 "matrices, F-scores (macro and per class), misclassified images and comments: "
+                 "section 3.",
                  "Q5 Fashion-MNIST with a CNN: section 4.")),
     ]
     blocks += optimizer_section(comp.groups)
     blocks += complexity_section(by_exp)
-    for k, (name, groups) in enumerate(by_exp.items(), start=1):
-        blocks += _experiment_section(f"3.{k}", name, groups)
-    blocks += _fashion_section(by_exp.get("fashion", []))
+    numbers = {name: f"3.{k}" for k, name in enumerate(by_exp, start=1)}
+    for name, groups in by_exp.items():
+        blocks += _experiment_section(numbers[name], name, groups)
+    blocks += _fashion_section(by_exp.get("fashion", []), numbers.get("fashion"))
     blocks += _appendix(comp.groups, comp.skipped)
     return blocks, comp
 

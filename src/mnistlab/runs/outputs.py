@@ -73,8 +73,11 @@ def write_outputs(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Spl
     """history.csv, predictions.npz, model.pt, metrics.json and the plots, each atomically."""
     write_history(run_dir / "history.csv", history.as_dict())
     buf = io.BytesIO()
+    # test_index: each row's position in the dataset's test split (the report shows the
+    # misclassified images from it); runs written before it have the whole split in order.
     np.savez_compressed(buf, y_true=splits.y_test, y_pred=result.predictions,
-                        probabilities=result.probabilities.astype(np.float32))
+                        probabilities=result.probabilities.astype(np.float32),
+                        test_index=np.arange(len(splits.y_test), dtype=np.int64))
     atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
     buf = io.BytesIO()
     torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buf)
