@@ -435,3 +435,29 @@ def test_ctrl_c_marks_the_running_point_interrupted(tiny_dataset, tmp_path, monk
     assert main(["sweep", "run", str(path), "--jobs", "1"]) == 130
     out = capsys.readouterr().out
     assert "s-p003-s0: interrupted; continue with: mnistlab resume" in out  # p002 trained anew
+
+
+def test_sweep_on_a_lab_preset_trains_on_the_held_out_split(tiny_dataset, tmp_path, capsys):
+    """A sweep on a lab preset without its own data.validation validates on 10% of train, and
+    the CLI says so in one line; one that chooses "test" itself keeps the lab's test set."""
+    tiny = TINY_SET.replace('"data.validation" = 0.2\n', "")
+    path = write(tmp_path / "lab.toml", f'base = "raw/template"\n[set]\n{tiny}\n'
+                 '[axes]\n"model.hidden" = [[8]]\n')
+    with pytest.warns(UserWarning, match="validates on 10% of train held out"):
+        points = sweep_points(load_sweep(path))
+    assert points[0].experiment.data.validation == 0.1
+    capsys.readouterr()
+    assert main(["sweep", "run", str(path), "--jobs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "raw/template" in notes[0], err
+    run = next(p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"] == 0.1  # trained on the split, not the test set
+    own = write(tmp_path / "own.toml", f'base = "raw/template"\n[set]\n{tiny}'
+                '"data.validation" = "test"\n[axes]\n"model.hidden" = [[8]]\n')
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        assert sweep_points(load_sweep(own))[0].experiment.data.validation == "test"

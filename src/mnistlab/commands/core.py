@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
 
 from mnistlab.commands import (
     add_experiment_args,
@@ -12,6 +15,23 @@ from mnistlab.commands import (
     experiment_from_args,
 )
 from mnistlab.errors import RunInterrupted
+
+
+@contextlib.contextmanager
+def notices(command: str):
+    """Print each `ValidationNotice` raised inside as one `note:` line on stderr."""
+    from mnistlab.config.load import ValidationNotice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ValidationNotice)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ValidationNotice):
+                    print(f"mnistlab {command}: note: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _print_result(result) -> None:
@@ -46,21 +66,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from mnistlab.commands.progress import RichReporter
     from mnistlab.runs.execute import run_experiment
 
-    exp = experiment_from_args(args)
+    from mnistlab.report.compare import test_validation_warning
+
+    with notices("run"):
+        exp = experiment_from_args(args)
     reporter = None if args.quiet else RichReporter()
     try:
         result = run_experiment(exp, args.runs_dir, args.data_dir, reporter)
     except RunInterrupted as exc:
         return _interrupted("run", exc)
     _print_result(result)
+    warning = test_validation_warning({result.run_dir.name: result.metrics})
+    if warning:
+        print(f"mnistlab run: {warning}", file=sys.stderr)
     return 0
 
 
 def _interrupted(name: str, exc: RunInterrupted) -> int:
     """Ctrl-C or SIGTERM during a run: the checkpoint is written; say how to continue, exit 130
     (Ctrl-C) or 143 (SIGTERM)."""
-    import sys
-
     print(f"mnistlab {name}: {exc}", file=sys.stderr)
     return exc.exit_code
 
@@ -122,8 +146,6 @@ def data_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """The datasets table; exit 2 when a dataset found does not verify, or none is found."""
-    import sys
-
     from rich.table import Table
 
     from mnistlab.data.load import dataset_status

@@ -105,7 +105,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-points must be an int >= 1; got {args.max_points}")
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be an int >= 1; got {args.jobs}")
-    sweep = load_sweep(args.sweep)
+    from mnistlab.commands.core import notices
+
+    with notices("sweep"):
+        sweep = load_sweep(args.sweep)
     # every bad axis value, and a sweep larger than --max-points, fails here, before anything runs
     points = sweep_points(sweep, args.max_points)
     if args.dry_run:
@@ -137,7 +140,13 @@ def _print_table(source: str, runs_dir, out) -> None:
     from mnistlab.experiments.sweep_results import sweep_results
     from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows, write_sweep_outputs
 
-    name, axes, rows = sweep_results(source, runs_dir)
+    import warnings
+
+    from mnistlab.config.load import ValidationNotice
+
+    with warnings.catch_warnings():  # said by `sweep run` when the points were built
+        warnings.simplefilter("ignore", ValidationNotice)
+        name, axes, rows = sweep_results(source, runs_dir)
     table = Table(title=f"sweep {name}")
     for col in ("point", *axes, *TABLE_COLUMNS):
         table.add_column(col, overflow="fold")

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,33 @@ from mnistlab.config.sections import SECTIONS, TOP_LEVEL_KEYS, Experiment
 from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, did_you_mean
 
-__all__ = ["experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
+__all__ = ["ValidationNotice", "LAB_SPLIT", "lab_validation_notice", "inherits_lab_validation",
+           "experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
            "resolve_raw", "default_run_name", "load_experiment", "config_digest", "to_toml"]
+
+
+LAB_SPLIT = 0.1  # the held-out fraction a file built on a lab preset validates on
+
+
+class ValidationNotice(UserWarning):
+    """An experiment built on a lab preset validates on a held-out split instead of the test set
+    the preset uses; the CLI prints it as one `note:` line."""
+
+
+def lab_validation_notice(label: str, base: str) -> str:
+    """The one line said when a file or sweep on lab preset `base` gets the held-out split."""
+    return (f"{label}: validates on {LAB_SPLIT:.0%} of train held out (its base preset {base} "
+            "validates on the test set, as the lab did); write data.validation = \"test\" in "
+            "it to reproduce the lab")
+
+
+def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
+    """True when `base` is a preset that validates on the test set and `own` (the file's or
+    sweep's own settings, as {"data": {...}}) does not choose its validation itself."""
+    if not presets.is_preset(base) or "validation" in (own.get("data") or {}):
+        return False
+    parent, _ = resolve_raw(base)
+    return parent.get("data", {}).get("validation") == "test"
 
 
 def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
@@ -235,8 +261,12 @@ def resolve_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict[s
             raise ConfigError(f"{label}: base must be a preset name or a .toml path; got {base!r}")
         if not presets.is_preset(base) and not presets.is_preset(text):
             base = str(Path(text).parent / base)  # relative to the file that names it
+        lab_base = not presets.is_preset(text) and inherits_lab_validation(base, raw)
         parent, _ = resolve_raw(base, (*_seen, text))
         raw = _merge(parent, raw)
+        if lab_base:  # held-out validation unless the file itself asks for the lab's test set
+            raw = _merge(raw, {"data": {"validation": LAB_SPLIT}})
+            warnings.warn(lab_validation_notice(label, base), ValidationNotice, stacklevel=2)
     return raw, label
 
 
@@ -249,8 +279,14 @@ def default_run_name(source: str | Path) -> str:
 
 def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Preset name or TOML path (+ `--set` strings) -> validated, frozen `Experiment`."""
-    raw, label = resolve_raw(source)
+    with warnings.catch_warnings(record=True) as notices:
+        warnings.simplefilter("always", ValidationNotice)
+        raw, label = resolve_raw(source)
     raw = apply_overrides(raw, list(overrides))
+    chosen = any(parse_override(o)[0] == ["data", "validation"] for o in overrides)
+    for notice in notices:  # said once, and not when --set chooses the validation itself
+        if not (chosen and issubclass(notice.category, ValidationNotice)):
+            warnings.warn(notice.message, notice.category, stacklevel=2)
     if not raw.get("output", {}).get("name"):
         raw = _merge(raw, {"output": {"name": default_run_name(source)}})
     return experiment_from_dict(raw, label if not overrides else f"{label} (with --set)")

@@ -11,7 +11,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -206,6 +206,17 @@ def config_differences(groups: Sequence[Group]) -> dict[str, dict[str, Any]]:
     varying = [k for k in keys if len({json.dumps(f.get(k), default=str)
                                        for f in flats.values()}) > 1]
     return {g: {k: f.get(k) for k in varying} for g, f in flats.items()}
+
+
+def test_validation_warning(metrics_by_run: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """One line naming the runs that validated on the test set (the lab's setting), or ""."""
+    names = [n for n, m in metrics_by_run.items() if m and m.get("validation") == "test"]
+    if not names:
+        return ""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"warning: {len(names)} run(s) validated on the test set ({shown}): their validation "
+            "curves and best epoch were measured on the test set, so their test scores are not "
+            "held-out estimates")
 
 
 def _predictions(info: RunInfo) -> dict[str, np.ndarray] | None:
