@@ -129,10 +129,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
         feats = "raw" if f.kind == "raw" else f"hog p={f.pixels_per_cell} o={f.orientations}"
         model = f"{m.kind} {'-'.join(map(str, m.hidden))} {m.activation} drop {m.dropout:g}"
         if m.kind == "cnn":
-            from mnistlab.nn.summary import describe_layers
+            from mnistlab.nn.summary import activations_text, describe_layers
 
             params = sum(i.params for i in describe_layers(m, (28, 28)))
-            model = f"cnn {len(m.layers)} layers {m.activation}, {params:,} params"
+            model = f"cnn {activations_text(m, (28, 28))}; {params:,} params"
         table.add_row(name, feats, model, str(t.batch_size), str(t.epochs),
                       str(exp.data.validation))
     console().print(table)

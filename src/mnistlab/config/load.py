@@ -26,11 +26,12 @@ from mnistlab.config import memory
 from mnistlab.config.geometry import IMAGE_SHAPE, check_feature_args, check_shapes
 from mnistlab.config.layers import check_layers, layer_specs, mixing_layers
 from mnistlab.config.rules import RULES, check_value, shown_key
-from mnistlab.config.sections import SECTIONS, TOP_LEVEL_KEYS, Experiment
+from mnistlab.config.sections import SECTIONS, TOP_LEVEL_KEYS, Experiment, plain
 from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, did_you_mean
 
 __all__ = ["ValidationNotice", "LAB_SPLIT", "lab_validation_notice", "inherits_lab_validation",
+           "described_overrides",
            "experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
            "resolve_raw", "default_run_name", "load_experiment", "config_digest", "to_toml"]
 
@@ -57,6 +58,19 @@ def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
         return False
     parent, _ = resolve_raw(base)
     return parent.get("data", {}).get("validation") == "test"
+
+
+def _settings(raw: dict[str, Any]) -> list[str]:
+    """A file's own settings as `section.key=value` strings (its name and base left out)."""
+    return [f"{section}.{key}={value!r}" for section, table in raw.items()
+            if isinstance(table, dict) for key, value in table.items()
+            if (section, key) != ("output", "name")]
+
+
+def described_overrides(origin: str, settings: list[str]) -> str:
+    """The description of a run whose settings differ from its preset or file: where it comes
+    from and what was changed, so the origin's own description is not claimed for it."""
+    return f"{origin}, changed: {'; '.join(settings)}" if settings else origin
 
 
 def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
@@ -263,6 +277,8 @@ def resolve_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict[s
             base = str(Path(text).parent / base)  # relative to the file that names it
         lab_base = not presets.is_preset(text) and inherits_lab_validation(base, raw)
         parent, _ = resolve_raw(base, (*_seen, text))
+        if "description" not in raw and not presets.is_preset(text):
+            raw["description"] = described_overrides(base, _settings(raw))
         raw = _merge(parent, raw)
         if lab_base:  # held-out validation unless the file itself asks for the lab's test set
             raw = _merge(raw, {"data": {"validation": LAB_SPLIT}})
@@ -283,6 +299,8 @@ def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] =
         warnings.simplefilter("always", ValidationNotice)
         raw, label = resolve_raw(source)
     raw = apply_overrides(raw, list(overrides))
+    if overrides:  # the preset's or file's description no longer says what this run is
+        raw["description"] = described_overrides(label.removeprefix("preset "), list(overrides))
     chosen = any(parse_override(o)[0] == ["data", "validation"] for o in overrides)
     for notice in notices:  # said once, and not when --set chooses the validation itself
         if not (chosen and issubclass(notice.category, ValidationNotice)):
@@ -294,7 +312,7 @@ def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] =
 
 def config_digest(exp: Experiment) -> str:
     """A stable hash of everything that changes the result (not the run's name or description)."""
-    data = exp.to_dict()
+    data = plain(dataclasses.asdict(exp))  # every field, so digests of earlier runs still match
     data.pop("description", None)
     data.get("output", {}).pop("name", None)
     data.get("training", {}).pop("device", None)

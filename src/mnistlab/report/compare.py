@@ -199,9 +199,27 @@ def group_runs(infos: Sequence[RunInfo]) -> list[Group]:
 
 
 def config_differences(groups: Sequence[Group]) -> dict[str, dict[str, Any]]:
-    """For each group key: the config fields whose values differ between the groups."""
-    flats = {g.key: {k: v for k, v in _flatten(g.config).items() if k not in _NOT_CONFIG}
-             for g in groups}
+    """For each group key: the config fields whose values differ between the groups.
+
+    A CNN's layers are compared one field at a time (`model.layers[7].activation`), each layer
+    with the activation it really has (its own, or the model's default), and without the
+    MLP-only `model.hidden`/`model.dropout` that older runs recorded; so "differs in" names the
+    layer that changed, not the whole stack or a field the network does not use."""
+    def flat(config: dict) -> dict[str, Any]:
+        out = {k: v for k, v in _flatten(config).items() if k not in _NOT_CONFIG}
+        model = config.get("model", {})
+        if model.get("kind") != "cnn" or not isinstance(model.get("layers"), list):
+            return out
+        for key in ("model.hidden", "model.dropout", "model.activation", "model.layers"):
+            out.pop(key, None)
+        for i, layer in enumerate(model["layers"]):
+            layer = dict(layer) if isinstance(layer, dict) else {"value": layer}
+            if layer.get("type") in ("dense", "conv2d"):
+                layer.setdefault("activation", model.get("activation", "relu"))
+            out.update({f"model.layers[{i}].{k}": v for k, v in layer.items()})
+        return out
+
+    flats = {g.key: flat(g.config) for g in groups}
     keys = sorted({k for f in flats.values() for k in f})
     varying = [k for k in keys if len({json.dumps(f.get(k), default=str)
                                        for f in flats.values()}) > 1]
