@@ -64,9 +64,8 @@ def run_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mnistlab.commands.progress import RichReporter
-    from mnistlab.runs.execute import run_experiment
-
     from mnistlab.report.compare import test_validation_warning
+    from mnistlab.runs.execute import run_experiment
 
     with notices("run"):
         exp = experiment_from_args(args)

@@ -139,6 +139,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"p={t.p_value:.3g}, Holm p={p_adj:.3g}): {verdict}")
     for path, why in comp.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
+    from mnistlab.report.compare import groups_test_validation_warning
+
+    if warning := groups_test_validation_warning(comp.groups):
+        print(f"mnistlab compare: {warning}", file=sys.stderr)
     if args.plot:
         from mnistlab.plots import save_figure
 

@@ -132,17 +132,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_table(source: str, runs_dir, out) -> None:
+    import warnings
     from pathlib import Path
 
     from rich.table import Table
 
+    from mnistlab.config.load import ValidationNotice
     from mnistlab.experiments.sweep import sweep_dir
     from mnistlab.experiments.sweep_results import sweep_results
     from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows, write_sweep_outputs
-
-    import warnings
-
-    from mnistlab.config.load import ValidationNotice
 
     with warnings.catch_warnings():  # said by `sweep run` when the points were built
         warnings.simplefilter("ignore", ValidationNotice)

@@ -31,7 +31,8 @@ from mnistlab.report.stats import (
 )
 
 __all__ = ["Group", "Comparison", "collect_runs", "group_runs", "experiment_of",
-           "config_differences", "compare_groups", "compare", "EXPERIMENTS", "REQUIRED_METRICS"]
+           "config_differences", "compare_groups", "compare", "EXPERIMENTS", "REQUIRED_METRICS",
+           "test_validation_warning", "groups_test_validation_warning"]
 
 EXPERIMENTS = {"raw": "MLP on raw pixels", "hog": "MLP on HOG features",
                "cnn": "CNN on MNIST", "fashion": "CNN on Fashion-MNIST"}
@@ -235,6 +236,11 @@ def test_validation_warning(metrics_by_run: Mapping[str, Mapping[str, Any] | Non
     return (f"warning: {len(names)} run(s) validated on the test set ({shown}): their validation "
             "curves and best epoch were measured on the test set, so their test scores are not "
             "held-out estimates")
+
+
+def groups_test_validation_warning(groups: Sequence[Group]) -> str:
+    """The test-set warning for every run of these configurations (compare, the report)."""
+    return test_validation_warning({r.name: r.metrics for g in groups for r in g.runs})
 
 
 def _predictions(info: RunInfo) -> dict[str, np.ndarray] | None:
