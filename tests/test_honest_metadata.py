@@ -144,3 +144,7 @@ def test_run_and_compare_warn_about_the_test_set_and_note_the_split(tiny_dataset
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "validated on the test set" in line]
     assert len(lines) == 1 and "-lab)" in lines[0] and "-held" not in lines[0], err
+    assert main(["report", str(runs), "-o", str(tmp_path / "report")]) == 0
+    md = (tmp_path / "report" / "report.md").read_text()
+    said = [line for line in md.splitlines() if "validated on the test set" in line]
+    assert len(said) == 1 and "-lab)" in said[0] and "-held" not in said[0], said

@@ -41,7 +41,12 @@ LAB_SPLIT = 0.1  # the held-out fraction a file built on a lab preset validates 
 
 class ValidationNotice(UserWarning):
     """An experiment built on a lab preset validates on a held-out split instead of the test set
-    the preset uses; the CLI prints it as one `note:` line."""
+    the preset uses. Silent by default: the commands that train (`run`, `sweep run`) turn it on
+    and print it as one `note:` line (`commands.core.notices`); commands that only read a sweep
+    file again (`compare`, `report`, `sweep show`) stay quiet."""
+
+
+warnings.filterwarnings("ignore", category=ValidationNotice)
 
 
 def lab_validation_notice(label: str, base: str) -> str:
