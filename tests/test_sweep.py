@@ -451,6 +451,7 @@ def test_sweep_on_a_lab_preset_trains_on_the_held_out_split(tiny_dataset, tmp_pa
     err = capsys.readouterr().err
     notes = [line for line in err.splitlines() if "note:" in line]
     assert len(notes) == 1 and "raw/template" in notes[0], err
+    assert "validated on the test set" not in err
     run = next(p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["validation"] == 0.1  # trained on the split, not the test set
@@ -461,3 +462,10 @@ def test_sweep_on_a_lab_preset_trains_on_the_held_out_split(tiny_dataset, tmp_pa
     with _warnings.catch_warnings():
         _warnings.simplefilter("error")
         assert sweep_points(load_sweep(own))[0].experiment.data.validation == "test"
+    assert main(["sweep", "run", str(own), "--jobs", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "show", str(own), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "validated on the test set" in line]
+    assert len(said) == 1 and said[0].startswith("mnistlab sweep: warning: 1 run(s)"), err
+    assert "own-p001-s0" in said[0] and "note:" not in err

@@ -151,9 +151,30 @@ def _print_table(source: str, runs_dir, out) -> None:
     for cells in table_rows(axes, rows):
         table.add_row(*cells)
     console().print(table)
+    _warn_test_validation(source, runs_dir)
     folder = Path(out) if out else sweep_dir(name, runs_dir)
     for path in write_sweep_outputs(name, axes, rows, folder):
         print(path)
+
+
+def _warn_test_validation(source: str, runs_dir) -> None:
+    """One line on stderr naming the sweep's runs that validated on the test set."""
+    import sys
+    import warnings
+
+    from mnistlab.config.load import ValidationNotice
+    from mnistlab.errors import MnistlabError
+    from mnistlab.report.compare import collect_runs, test_validation_warning
+
+    try:
+        with warnings.catch_warnings():  # said by `sweep run` when the points were built
+            warnings.simplefilter("ignore", ValidationNotice)
+            infos, _ = collect_runs([source], runs_dir)
+    except MnistlabError:  # no complete run yet: nothing was validated on anything
+        return
+    warning = test_validation_warning({i.name: i.metrics for i in infos})
+    if warning:
+        print(f"mnistlab sweep: {warning}", file=sys.stderr)
 
 
 def _show(args: argparse.Namespace) -> int:
