@@ -52,6 +52,9 @@ def test_a_file_on_a_lab_preset_validates_on_the_held_out_split(tmp_path):
 def test_overridden_runs_do_not_claim_the_presets_description(tmp_path):
     preset_text = read_preset("raw/final")["description"]
     assert load_experiment("raw/final").description == preset_text
+    same = load_experiment("raw/final", ["output.name=x", "training.threads=1",
+                                         'training.device="cpu"'])  # the same network and result
+    assert same.description == preset_text
     exp = load_experiment("raw/final", ["model.hidden=[100]", "training.epochs=3"])
     assert preset_text not in exp.description
     assert exp.description == "raw/final, changed: model.hidden=[100]; training.epochs=3"

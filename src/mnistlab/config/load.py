@@ -65,11 +65,16 @@ def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
     return parent.get("data", {}).get("validation") == "test"
 
 
+# settings that change neither the network nor its result: naming, plotting, speed, device
+NOT_RESULT = {("output", "name"), ("output", "plots"), ("training", "device"),
+              ("training", "threads"), ("training", "fast"), ("training", "chunk_size")}
+
+
 def _settings(raw: dict[str, Any]) -> list[str]:
-    """A file's own settings as `section.key=value` strings (its name and base left out)."""
+    """A file's own settings that change the run, as `section.key=value` strings."""
     return [f"{section}.{key}={value!r}" for section, table in raw.items()
             if isinstance(table, dict) for key, value in table.items()
-            if (section, key) != ("output", "name")]
+            if (section, key) not in NOT_RESULT]
 
 
 def described_overrides(origin: str, settings: list[str]) -> str:
@@ -304,8 +309,9 @@ def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] =
         warnings.simplefilter("always", ValidationNotice)
         raw, label = resolve_raw(source)
     raw = apply_overrides(raw, list(overrides))
-    if overrides:  # the preset's or file's description no longer says what this run is
-        raw["description"] = described_overrides(label.removeprefix("preset "), list(overrides))
+    changes = [o for o in overrides if tuple(parse_override(o)[0]) not in NOT_RESULT]
+    if changes:  # the preset's or file's description no longer says what this run is
+        raw["description"] = described_overrides(label.removeprefix("preset "), changes)
     chosen = any(parse_override(o)[0] == ["data", "validation"] for o in overrides)
     for notice in notices:  # said once, and not when --set chooses the validation itself
         if not (chosen and issubclass(notice.category, ValidationNotice)):
