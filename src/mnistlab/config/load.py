@@ -25,6 +25,14 @@ from mnistlab import presets
 from mnistlab.config import memory
 from mnistlab.config.geometry import IMAGE_SHAPE, check_feature_args, check_shapes
 from mnistlab.config.layers import check_layers, layer_specs, mixing_layers
+from mnistlab.config.origin import (
+    LAB_SPLIT,
+    NOT_RESULT,
+    ValidationNotice,
+    described_overrides,
+    lab_validation_notice,
+    own_settings,
+)
 from mnistlab.config.rules import RULES, check_value, shown_key
 from mnistlab.config.sections import SECTIONS, TOP_LEVEL_KEYS, Experiment, plain
 from mnistlab.data.registry import get_dataset
@@ -36,26 +44,6 @@ __all__ = ["ValidationNotice", "LAB_SPLIT", "lab_validation_notice", "inherits_l
            "resolve_raw", "default_run_name", "load_experiment", "config_digest", "to_toml"]
 
 
-LAB_SPLIT = 0.1  # the held-out fraction a file built on a lab preset validates on
-
-
-class ValidationNotice(UserWarning):
-    """An experiment built on a lab preset validates on a held-out split instead of the test set
-    the preset uses. Silent by default: the commands that train (`run`, `sweep run`) turn it on
-    and print it as one `note:` line (`commands.core.notices`); commands that only read a sweep
-    file again (`compare`, `report`, `sweep show`) stay quiet."""
-
-
-warnings.filterwarnings("ignore", category=ValidationNotice)
-
-
-def lab_validation_notice(label: str, base: str) -> str:
-    """The one line said when a file or sweep on lab preset `base` gets the held-out split."""
-    return (f"{label}: validates on {LAB_SPLIT:.0%} of train held out (its base preset {base} "
-            "validates on the test set, as the lab did); write data.validation = \"test\" in "
-            "it to reproduce the lab")
-
-
 def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
     """True when `base` is a preset that validates on the test set and `own` (the file's or
     sweep's own settings, as {"data": {...}}) does not choose its validation itself."""
@@ -63,24 +51,6 @@ def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
         return False
     parent, _ = resolve_raw(base)
     return parent.get("data", {}).get("validation") == "test"
-
-
-# settings that change neither the network nor its result: naming, plotting, speed, device
-NOT_RESULT = {("output", "name"), ("output", "plots"), ("training", "device"),
-              ("training", "threads"), ("training", "fast"), ("training", "chunk_size")}
-
-
-def _settings(raw: dict[str, Any]) -> list[str]:
-    """A file's own settings that change the run, as `section.key=value` strings."""
-    return [f"{section}.{key}={value!r}" for section, table in raw.items()
-            if isinstance(table, dict) for key, value in table.items()
-            if (section, key) not in NOT_RESULT]
-
-
-def described_overrides(origin: str, settings: list[str]) -> str:
-    """The description of a run whose settings differ from its preset or file: where it comes
-    from and what was changed, so the origin's own description is not claimed for it."""
-    return f"{origin}, changed: {'; '.join(settings)}" if settings else origin
 
 
 def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
@@ -288,7 +258,7 @@ def resolve_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict[s
         lab_base = not presets.is_preset(text) and inherits_lab_validation(base, raw)
         parent, _ = resolve_raw(base, (*_seen, text))
         if "description" not in raw and not presets.is_preset(text):
-            raw["description"] = described_overrides(base, _settings(raw))
+            raw["description"] = described_overrides(base, own_settings(raw))
         raw = _merge(parent, raw)
         if lab_base:  # held-out validation unless the file itself asks for the lab's test set
             raw = _merge(raw, {"data": {"validation": LAB_SPLIT}})
