@@ -75,6 +75,9 @@ def test_a_cnn_config_toml_has_no_mlp_only_fields():
     assert model["kind"] == "cnn" and model["layers"]
     again = experiment_from_dict(tomllib.loads(to_toml(exp)))
     assert again == exp and config_digest(again) == config_digest(exp)
+    told = load_experiment("cnn/final", ["model.hidden=[50]", "model.dropout=0.5"])
+    back = experiment_from_dict(tomllib.loads(to_toml(told)))
+    assert config_digest(back) == config_digest(told) == config_digest(exp)  # resume matches
     mlp = tomllib.loads(to_toml(load_experiment("raw/final")))["model"]
     assert mlp["hidden"] == [250] and mlp["dropout"] == 0.5  # an MLP keeps them
 

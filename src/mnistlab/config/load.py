@@ -34,7 +34,14 @@ from mnistlab.config.origin import (
     own_settings,
 )
 from mnistlab.config.rules import RULES, check_value, shown_key
-from mnistlab.config.sections import SECTIONS, TOP_LEVEL_KEYS, Experiment, plain
+from mnistlab.config.sections import (
+    MLP_ONLY,
+    SECTIONS,
+    TOP_LEVEL_KEYS,
+    Experiment,
+    ModelConfig,
+    plain,
+)
 from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, did_you_mean
 
@@ -89,6 +96,10 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: description must be a string; got {description!r}")
+    if sections["model"].kind == "cnn":  # fields only an MLP uses: the same for every CNN,
+        defaults = ModelConfig()  # so its digest matches its config.toml, which leaves them out
+        sections["model"] = dataclasses.replace(
+            sections["model"], **{k: getattr(defaults, k) for k in MLP_ONLY})
     exp = Experiment(**sections, description=description)
     _check_across_fields(exp, source)
     if check_memory:
