@@ -154,3 +154,22 @@ def test_run_and_compare_warn_about_the_test_set_and_note_the_split(tiny_dataset
     md = (tmp_path / "report" / "report.md").read_text()
     said = [line for line in md.splitlines() if "validated on the test set" in line]
     assert len(said) == 1 and "-lab)" in said[0] and "-held" not in said[0], said
+
+
+def test_run_plots_label_the_test_set_when_it_validated(tiny_dataset, tmp_path, monkeypatch):
+    import mnistlab.plots as plots
+
+    seen: list[bool] = []
+    real = plots.curves_figure
+
+    def recording(*args, validation_is_test=False, **kwargs):
+        seen.append(validation_is_test)
+        return real(*args, validation_is_test=validation_is_test, **kwargs)
+
+    monkeypatch.setattr(plots, "curves_figure", recording)
+    assert TINY[-2:] == ["--set", "output.plots=false"]
+    mine = _file(tmp_path, 'base = "raw/template"\n')
+    for source, expected in (("raw/template", True), (str(mine), False)):
+        seen.clear()
+        assert main(["run", source, *TINY[:-2], "--quiet", "--runs-dir", str(tmp_path / "runs")]) == 0
+        assert seen == [expected, expected]  # loss.png and accuracy.png
