@@ -171,5 +171,6 @@ def test_run_plots_label_the_test_set_when_it_validated(tiny_dataset, tmp_path, 
     mine = _file(tmp_path, 'base = "raw/template"\n')
     for source, expected in (("raw/template", True), (str(mine), False)):
         seen.clear()
-        assert main(["run", source, *TINY[:-2], "--quiet", "--runs-dir", str(tmp_path / "runs")]) == 0
+        runs = str(tmp_path / "runs")
+        assert main(["run", source, *TINY[:-2], "--quiet", "--runs-dir", runs]) == 0
         assert seen == [expected, expected]  # loss.png and accuracy.png
