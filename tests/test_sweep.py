@@ -466,3 +466,37 @@ def test_sweep_table_ranks_by_last_epoch_validation_accuracy(tiny_dataset, tmp_p
         assert val_cell.endswith("(test set)") == row.validated_on_test
         test_cell = by_point[row.point][col["test accuracy (mean +/- std)"]]
         assert test_cell == f"{row.mean:.4f} +/- {row.std:.4f}"
+
+
+def test_sweep_on_a_lab_preset_trains_on_the_held_out_split(tiny_dataset, tmp_path, capsys):
+    """A sweep on a lab preset without its own data.validation validates on 10% of train, and
+    the CLI says so in one line; one that chooses "test" itself keeps the lab's test set."""
+    tiny = TINY_SET.replace('"data.validation" = 0.2\n', "")
+    path = write(tmp_path / "lab.toml", f'base = "raw/template"\n[set]\n{tiny}\n'
+                 '[axes]\n"model.hidden" = [[8]]\n')
+    with pytest.warns(UserWarning, match="validates on 10% of train held out"):
+        points = sweep_points(load_sweep(path))
+    assert points[0].experiment.data.validation == 0.1
+    capsys.readouterr()
+    assert main(["sweep", "run", str(path), "--jobs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert len(notes) == 1 and "raw/template" in notes[0], err
+    assert "validated on the test set" not in err
+    run = next(p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["validation"] == 0.1  # trained on the split, not the test set
+    own = write(tmp_path / "own.toml", f'base = "raw/template"\n[set]\n{tiny}'
+                '"data.validation" = "test"\n[axes]\n"model.hidden" = [[8]]\n')
+    import warnings as _warnings
+
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+        assert sweep_points(load_sweep(own))[0].experiment.data.validation == "test"
+    assert main(["sweep", "run", str(own), "--jobs", "1", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["sweep", "show", str(own), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    said = [line for line in err.splitlines() if "validated on the test set" in line]
+    assert len(said) == 1 and said[0].startswith("mnistlab sweep: warning: 1 run(s)"), err
+    assert "own-p001-s0" in said[0] and "note:" not in err

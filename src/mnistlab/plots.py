@@ -25,15 +25,24 @@ def _pyplot():
 
 
 def curves_figure(history: dict[str, list[float]], metric: str = "loss", title: str = "",
-                  ax: Any = None):
-    """Training vs validation curve per epoch (the lab's 'error evolution' plot)."""
+                  ax: Any = None, validation_is_test: bool = False):
+    """Training vs validation curve per epoch (the lab's 'error evolution' plot). With
+    `validation_is_test` the validation curve is labelled as the test set it was measured on;
+    runs of up to 20 epochs get one integer tick per epoch, longer ones integer ticks only."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     fig = None
     if ax is None:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
     epochs = np.arange(1, len(history[metric]) + 1)
     ax.plot(epochs, history[metric], label=f"training {metric}")
-    ax.plot(epochs, history[f"val_{metric}"], label=f"validation {metric}")
+    val_label = "test (used as validation)" if validation_is_test else "validation"
+    ax.plot(epochs, history[f"val_{metric}"], label=f"{val_label} {metric}")
+    if len(epochs) <= 20:
+        ax.set_xticks(epochs)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("categorical cross-entropy" if metric == "loss" else metric)
     ax.set_title(title or metric)

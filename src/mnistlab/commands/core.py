@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
 
 from mnistlab.commands import (
     add_experiment_args,
@@ -12,6 +15,23 @@ from mnistlab.commands import (
     experiment_from_args,
 )
 from mnistlab.errors import RunInterrupted
+
+
+@contextlib.contextmanager
+def notices(command: str):
+    """Print each `ValidationNotice` raised inside as one `note:` line on stderr."""
+    from mnistlab.config.load import ValidationNotice
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ValidationNotice)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ValidationNotice):
+                    print(f"mnistlab {command}: note: {w.message}", file=sys.stderr)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _print_result(result) -> None:
@@ -44,23 +64,26 @@ def run_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from mnistlab.commands.progress import RichReporter
+    from mnistlab.report.compare import test_validation_warning
     from mnistlab.runs.execute import run_experiment
 
-    exp = experiment_from_args(args)
+    with notices("run"):
+        exp = experiment_from_args(args)
     reporter = None if args.quiet else RichReporter()
     try:
         result = run_experiment(exp, args.runs_dir, args.data_dir, reporter)
     except RunInterrupted as exc:
         return _interrupted("run", exc)
     _print_result(result)
+    warning = test_validation_warning({result.run_dir.name: result.metrics})
+    if warning:
+        print(f"mnistlab run: {warning}", file=sys.stderr)
     return 0
 
 
 def _interrupted(name: str, exc: RunInterrupted) -> int:
     """Ctrl-C or SIGTERM during a run: the checkpoint is written; say how to continue, exit 130
     (Ctrl-C) or 143 (SIGTERM)."""
-    import sys
-
     print(f"mnistlab {name}: {exc}", file=sys.stderr)
     return exc.exit_code
 
@@ -105,10 +128,10 @@ def cmd_presets(args: argparse.Namespace) -> int:
         feats = "raw" if f.kind == "raw" else f"hog p={f.pixels_per_cell} o={f.orientations}"
         model = f"{m.kind} {'-'.join(map(str, m.hidden))} {m.activation} drop {m.dropout:g}"
         if m.kind == "cnn":
-            from mnistlab.nn.summary import describe_layers
+            from mnistlab.nn.summary import activations_text, describe_layers
 
             params = sum(i.params for i in describe_layers(m, (28, 28)))
-            model = f"cnn {len(m.layers)} layers {m.activation}, {params:,} params"
+            model = f"cnn {activations_text(m, (28, 28))}; {params:,} params"
         table.add_row(name, feats, model, str(t.batch_size), str(t.epochs),
                       str(exp.data.validation))
     console().print(table)
@@ -122,8 +145,6 @@ def data_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """The datasets table; exit 2 when a dataset found does not verify, or none is found."""
-    import sys
-
     from rich.table import Table
 
     from mnistlab.data.load import dataset_status

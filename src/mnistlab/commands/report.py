@@ -144,6 +144,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
                   f"p={v.result.p_value:.3g}, Holm p={v.p_adjusted:.3g}): {v.verdict}")
     for path, why in comp.skipped:
         print(f"skipped {path}: {why}", file=sys.stderr)
+    from mnistlab.report.compare import groups_test_validation_warning
+
+    if warning := groups_test_validation_warning(comp.groups):
+        print(f"mnistlab compare: {warning}", file=sys.stderr)
     if args.plot:
         from mnistlab.plots import save_figure
 

@@ -105,7 +105,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-points must be an int >= 1; got {args.max_points}")
     if args.jobs is not None and args.jobs < 1:
         raise ConfigError(f"--jobs must be an int >= 1; got {args.jobs}")
-    sweep = load_sweep(args.sweep)
+    from mnistlab.commands.core import notices
+
+    with notices("sweep"):
+        sweep = load_sweep(args.sweep)
     # every bad axis value, and a sweep larger than --max-points, fails here, before anything runs
     points = sweep_points(sweep, args.max_points)
     if args.dry_run:
@@ -129,24 +132,49 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _print_table(source: str, runs_dir, out) -> None:
+    import warnings
     from pathlib import Path
 
     from rich.table import Table
 
+    from mnistlab.config.load import ValidationNotice
     from mnistlab.experiments.sweep import sweep_dir
     from mnistlab.experiments.sweep_results import sweep_results
     from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows, write_sweep_outputs
 
-    name, axes, rows = sweep_results(source, runs_dir)
+    with warnings.catch_warnings():  # said by `sweep run` when the points were built
+        warnings.simplefilter("ignore", ValidationNotice)
+        name, axes, rows = sweep_results(source, runs_dir)
     table = Table(title=f"sweep {name}")
     for col in ("point", *axes, *TABLE_COLUMNS):
         table.add_column(col, overflow="fold")
     for cells in table_rows(axes, rows):
         table.add_row(*cells)
     console().print(table)
+    _warn_test_validation(source, runs_dir)
     folder = Path(out) if out else sweep_dir(name, runs_dir)
     for path in write_sweep_outputs(name, axes, rows, folder):
         print(path)
+
+
+def _warn_test_validation(source: str, runs_dir) -> None:
+    """One line on stderr naming the sweep's runs that validated on the test set."""
+    import sys
+    import warnings
+
+    from mnistlab.config.load import ValidationNotice
+    from mnistlab.errors import MnistlabError
+    from mnistlab.report.compare import collect_runs, test_validation_warning
+
+    try:
+        with warnings.catch_warnings():  # said by `sweep run` when the points were built
+            warnings.simplefilter("ignore", ValidationNotice)
+            infos, _ = collect_runs([source], runs_dir)
+    except MnistlabError:  # no complete run yet: nothing was validated on anything
+        return
+    warning = test_validation_warning({i.name: i.metrics for i in infos})
+    if warning:
+        print(f"mnistlab sweep: {warning}", file=sys.stderr)
 
 
 def _show(args: argparse.Namespace) -> int:

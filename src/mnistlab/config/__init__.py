@@ -5,6 +5,7 @@
     layers.py    what each layer type accepts; a model config as one list of layer dicts
     geometry.py  output shapes of layer lists and HOG arguments, without computing anything
     memory.py    what training a model holds in memory; models that cannot fit are refused
+    origin.py    held-out validation for files on lab presets (and its notice); descriptions
     load.py      preset / TOML / `base` / `--set` -> validated `Experiment`; digest and TOML out
 """
 

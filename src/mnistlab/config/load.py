@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,39 @@ from mnistlab import presets
 from mnistlab.config import memory
 from mnistlab.config.geometry import IMAGE_SHAPE, check_feature_args, check_shapes
 from mnistlab.config.layers import check_layers, layer_specs, mixing_layers
+from mnistlab.config.origin import (
+    LAB_SPLIT,
+    NOT_RESULT,
+    ValidationNotice,
+    described_overrides,
+    lab_validation_notice,
+    own_settings,
+)
 from mnistlab.config.rules import RULES, check_value, shown_key
-from mnistlab.config.sections import SECTIONS, TOP_LEVEL_KEYS, Experiment
+from mnistlab.config.sections import (
+    MLP_ONLY,
+    SECTIONS,
+    TOP_LEVEL_KEYS,
+    Experiment,
+    ModelConfig,
+    plain,
+)
 from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, did_you_mean
 
-__all__ = ["experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
+__all__ = ["ValidationNotice", "LAB_SPLIT", "lab_validation_notice", "inherits_lab_validation",
+           "described_overrides",
+           "experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
            "resolve_raw", "default_run_name", "load_experiment", "config_digest", "to_toml"]
+
+
+def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
+    """True when `base` is a preset that validates on the test set and `own` (the file's or
+    sweep's own settings, as {"data": {...}}) does not choose its validation itself."""
+    if not presets.is_preset(base) or "validation" in (own.get("data") or {}):
+        return False
+    parent, _ = resolve_raw(base)
+    return parent.get("data", {}).get("validation") == "test"
 
 
 def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
@@ -69,6 +96,10 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise ConfigError(f"{source}: description must be a string; got {description!r}")
+    if sections["model"].kind == "cnn":  # fields only an MLP uses: the same for every CNN,
+        defaults = ModelConfig()  # so its digest matches its config.toml, which leaves them out
+        sections["model"] = dataclasses.replace(
+            sections["model"], **{k: getattr(defaults, k) for k in MLP_ONLY})
     exp = Experiment(**sections, description=description)
     _check_across_fields(exp, source)
     if check_memory:
@@ -235,8 +266,14 @@ def resolve_raw(source: str | Path, _seen: tuple[str, ...] = ()) -> tuple[dict[s
             raise ConfigError(f"{label}: base must be a preset name or a .toml path; got {base!r}")
         if not presets.is_preset(base) and not presets.is_preset(text):
             base = str(Path(text).parent / base)  # relative to the file that names it
+        lab_base = not presets.is_preset(text) and inherits_lab_validation(base, raw)
         parent, _ = resolve_raw(base, (*_seen, text))
+        if "description" not in raw and not presets.is_preset(text):
+            raw["description"] = described_overrides(base, own_settings(raw))
         raw = _merge(parent, raw)
+        if lab_base:  # held-out validation unless the file itself asks for the lab's test set
+            raw = _merge(raw, {"data": {"validation": LAB_SPLIT}})
+            warnings.warn(lab_validation_notice(label, base), ValidationNotice, stacklevel=2)
     return raw, label
 
 
@@ -249,8 +286,17 @@ def default_run_name(source: str | Path) -> str:
 
 def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
     """Preset name or TOML path (+ `--set` strings) -> validated, frozen `Experiment`."""
-    raw, label = resolve_raw(source)
+    with warnings.catch_warnings(record=True) as notices:
+        warnings.simplefilter("always", ValidationNotice)
+        raw, label = resolve_raw(source)
     raw = apply_overrides(raw, list(overrides))
+    changes = [o for o in overrides if tuple(parse_override(o)[0]) not in NOT_RESULT]
+    if changes:  # the preset's or file's description no longer says what this run is
+        raw["description"] = described_overrides(label.removeprefix("preset "), changes)
+    chosen = any(parse_override(o)[0] == ["data", "validation"] for o in overrides)
+    for notice in notices:  # said once, and not when --set chooses the validation itself
+        if not (chosen and issubclass(notice.category, ValidationNotice)):
+            warnings.warn(notice.message, notice.category, stacklevel=2)
     if not raw.get("output", {}).get("name"):
         raw = _merge(raw, {"output": {"name": default_run_name(source)}})
     return experiment_from_dict(raw, label if not overrides else f"{label} (with --set)")
@@ -258,7 +304,7 @@ def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] =
 
 def config_digest(exp: Experiment) -> str:
     """A stable hash of everything that changes the result (not the run's name or description)."""
-    data = exp.to_dict()
+    data = plain(dataclasses.asdict(exp))  # every field, so digests of earlier runs still match
     data.pop("description", None)
     data.get("output", {}).pop("name", None)
     data.get("training", {}).pop("device", None)

@@ -12,7 +12,7 @@ from typing import Any
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "BLOCK_NORMS", "DataConfig", "FeaturesConfig",
            "ModelConfig", "OptimizerConfig", "TrainingConfig", "OutputConfig", "Experiment",
-           "SECTIONS", "TOP_LEVEL_KEYS", "plain"]
+           "SECTIONS", "TOP_LEVEL_KEYS", "MLP_ONLY", "plain"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "softplus", "linear")
 INITIALIZERS = ("glorot_uniform", "he_uniform", "glorot_normal", "he_normal")
@@ -89,10 +89,17 @@ class Experiment:
     description: str = ""  # one line shown by `mnistlab presets`
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists, None dropped) for TOML/JSON."""
-        return plain(dataclasses.asdict(self))
+        """Plain nested dict (tuples as lists, None dropped) for TOML/JSON. A CNN's model table
+        leaves out `hidden` and `dropout`, which only an MLP uses, so a run's config.toml does
+        not show settings the network does not have."""
+        data = plain(dataclasses.asdict(self))
+        if self.model.kind == "cnn":
+            for key in MLP_ONLY:
+                data["model"].pop(key, None)
+        return data
 
 
+MLP_ONLY = ("hidden", "dropout")  # model fields a CNN (built from `layers`) does not use
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "features": FeaturesConfig,

@@ -24,11 +24,21 @@ import copy
 import itertools
 import random
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.config.load import config_digest, experiment_from_dict, read_toml, resolve_raw
+from mnistlab.config.load import (
+    LAB_SPLIT,
+    ValidationNotice,
+    config_digest,
+    experiment_from_dict,
+    inherits_lab_validation,
+    lab_validation_notice,
+    read_toml,
+    resolve_raw,
+)
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import ConfigError
 from mnistlab.experiments.executor import (
@@ -135,8 +145,21 @@ def load_sweep(path: str | Path) -> Sweep:
                 raise _fail(src, f"axis {key}[{j}]", v, "a value not already listed")
     for key in fixed:
         _field(src, "[set]", key)
+    fixed = _held_out_validation(src, base, fixed, axes)
     return Sweep(safe_name(name), src, base, seeds, mode, trials or 0, sample_seed,
                  dict(fixed), {k: list(v) for k, v in axes.items()})
+
+
+def _held_out_validation(src: str, base: str, fixed: dict[str, Any],
+                         axes: dict[str, Any]) -> dict[str, Any]:
+    """A sweep on a lab preset that validates on the test set gets the held-out split, unless
+    its [set] or [axes] chooses data.validation itself (then the lab's choice is its own)."""
+    if "data.validation" in fixed or "data.validation" in axes:
+        return dict(fixed)
+    if not inherits_lab_validation(base, {}):
+        return dict(fixed)
+    warnings.warn(lab_validation_notice(src, base), ValidationNotice, stacklevel=3)
+    return {**fixed, "data.validation": LAB_SPLIT}
 
 
 def _with(raw: dict[str, Any], assignments: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ are obtained, and models side by side. Computed from the config alone (no torch)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ from mnistlab.config.geometry import layer_weights, model_input_shape, output_sh
 from mnistlab.config.layers import KERAS_NAMES, layer_specs
 from mnistlab.config.sections import ModelConfig
 
-__all__ = ["LayerInfo", "describe_layers", "count_parameters", "summary_text", "compare_text"]
+__all__ = ["LayerInfo", "describe_layers", "count_parameters", "summary_text", "compare_text",
+           "activations_text"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class LayerInfo:
     biases: int
     formula: str  # "Dense 784 -> 250: 784 x 250 = 196,000 weights + 250 biases = 196,250"
     mult_adds: int  # multiply-adds per image
+    activation: str = ""  # what follows a Dense or Conv2D layer (softmax for the output)
 
     @property
     def params(self) -> int:
@@ -37,6 +40,12 @@ def _fmt(n: int) -> str:
 
 
 def _info(name: str, spec: dict, shape: tuple[int, ...], out: tuple[int, ...]) -> LayerInfo:
+    info = _arithmetic(name, spec, shape, out)
+    return dataclasses.replace(info, activation=spec.get("activation", ""))
+
+
+def _arithmetic(name: str, spec: dict, shape: tuple[int, ...], out: tuple[int, ...]
+                ) -> LayerInfo:
     kind, keras = spec["type"], KERAS_NAMES[spec["type"]]
     w, b = layer_weights(spec, shape, out)
     if kind == "dense":
@@ -89,15 +98,16 @@ def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int 
     in_shape = model_input_shape(cfg, input_shape)
     lines = [f"Model: {title}" if title else "Model", ""]
     lines.append(f"{'Layer (type)':<28}{'Output shape':<18}{'Weights':>12}{'Biases':>10}"
-                 f"{'Params':>12}")
-    lines.append("-" * 80)
+                 f"{'Params':>12}  Activation")
+    lines.append("-" * 92)
     lines.append(f"{'input (Input)':<28}{shape_text(in_shape):<18}{0:>12}{0:>10}{0:>12}")
     for i in infos:
         if i.kind == "Flatten" and len(in_shape) == 1:
             continue  # features are already a vector (HOG): flattening changes nothing
         lines.append(f"{i.name + ' (' + i.kind + ')':<28}{shape_text(i.output_shape):<18}"
-                     f"{_fmt(i.weights):>12}{_fmt(i.biases):>10}{_fmt(i.params):>12}")
-    lines.append("-" * 80)
+                     f"{_fmt(i.weights):>12}{_fmt(i.biases):>10}{_fmt(i.params):>12}"
+                     + (f"  {i.activation}" if i.activation else ""))
+    lines.append("-" * 92)
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
     lines.append(f"Total params: {_fmt(weights + biases)} ({_fmt(weights)} weights + "
                  f"{_fmt(biases)} biases)")
@@ -114,6 +124,18 @@ def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int 
     terms = " + ".join(_fmt(i.params) for i in infos if i.params)
     lines.append(f"  total: {terms} = {_fmt(weights + biases)}")
     return "\n".join(lines) + "\n"
+
+
+def activations_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int = 10) -> str:
+    """Each layer with weights and its activation, e.g. "conv9 relu, conv9 relu, dense25
+    sigmoid": a CNN's layers may each have their own, which one model-wide word would hide."""
+    parts = []
+    for i in describe_layers(cfg, input_shape, n_classes)[:-1]:  # the softmax output is implied
+        if i.kind == "Conv2D":
+            parts.append(f"conv{i.output_shape[-1]} {i.activation}")
+        elif i.kind == "Dense":
+            parts.append(f"dense{i.output_shape[0]} {i.activation}")
+    return ", ".join(parts)
 
 
 def compare_text(models: list[tuple[str, ModelConfig, tuple[int, ...], int]]) -> str:

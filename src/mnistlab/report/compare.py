@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -25,7 +25,8 @@ from mnistlab.report.stats import Summary, summarize
 from mnistlab.runs.directory import RunInfo, list_runs, load_run, runs_root
 
 __all__ = ["Group", "Comparison", "collect_runs", "group_runs", "experiment_of",
-           "config_differences", "compare", "EXPERIMENTS", "REQUIRED_METRICS"]
+           "config_differences", "compare", "EXPERIMENTS", "REQUIRED_METRICS",
+           "test_validation_warning", "groups_test_validation_warning"]
 
 EXPERIMENTS = {"raw": "MLP on raw pixels", "hog": "MLP on HOG features",
                "cnn": "CNN on MNIST", "fashion": "CNN on Fashion-MNIST"}
@@ -193,13 +194,47 @@ def group_runs(infos: Sequence[RunInfo]) -> list[Group]:
 
 
 def config_differences(groups: Sequence[Group]) -> dict[str, dict[str, Any]]:
-    """For each group key: the config fields whose values differ between the groups."""
-    flats = {g.key: {k: v for k, v in _flatten(g.config).items() if k not in _NOT_CONFIG}
-             for g in groups}
+    """For each group key: the config fields whose values differ between the groups.
+
+    A CNN's layers are compared one field at a time (`model.layers[7].activation`), each layer
+    with the activation it really has (its own, or the model's default), and without the
+    MLP-only `model.hidden`/`model.dropout` that older runs recorded; so "differs in" names the
+    layer that changed, not the whole stack or a field the network does not use."""
+    def flat(config: dict) -> dict[str, Any]:
+        out = {k: v for k, v in _flatten(config).items() if k not in _NOT_CONFIG}
+        model = config.get("model", {})
+        if model.get("kind") != "cnn" or not isinstance(model.get("layers"), list):
+            return out
+        for key in ("model.hidden", "model.dropout", "model.activation", "model.layers"):
+            out.pop(key, None)
+        for i, layer in enumerate(model["layers"]):
+            layer = dict(layer) if isinstance(layer, dict) else {"value": layer}
+            if layer.get("type") in ("dense", "conv2d"):
+                layer.setdefault("activation", model.get("activation", "relu"))
+            out.update({f"model.layers[{i}].{k}": v for k, v in layer.items()})
+        return out
+
+    flats = {g.key: flat(g.config) for g in groups}
     keys = sorted({k for f in flats.values() for k in f})
     varying = [k for k in keys if len({json.dumps(f.get(k), default=str)
                                        for f in flats.values()}) > 1]
     return {g: {k: f.get(k) for k in varying} for g, f in flats.items()}
+
+
+def test_validation_warning(metrics_by_run: Mapping[str, Mapping[str, Any] | None]) -> str:
+    """One line naming the runs that validated on the test set (the lab's setting), or ""."""
+    names = [n for n, m in metrics_by_run.items() if m and m.get("validation") == "test"]
+    if not names:
+        return ""
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return (f"warning: {len(names)} run(s) validated on the test set ({shown}): their validation "
+            "curves and best epoch were measured on the test set, so their test scores are not "
+            "held-out estimates")
+
+
+def groups_test_validation_warning(groups: Sequence[Group]) -> str:
+    """The test-set warning for every run of these configurations (compare, the report)."""
+    return test_validation_warning({r.name: r.metrics for g in groups for r in g.runs})
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,8 @@ def _loss_png(info: RunInfo) -> bytes:
     from mnistlab.plots import curves_figure
 
     return _run_png(info, "loss.png", lambda: curves_figure(
-        info.history, "loss", f"{info.name}: loss per epoch"))
+        info.history, "loss", f"{info.name}: loss per epoch",
+        validation_is_test=(info.metrics or {}).get("validation") == "test"))
 
 
 def _confusion_png(info: RunInfo) -> bytes:
@@ -170,6 +171,8 @@ def _experiment_section(number: str, exp_name: str, groups: list[Group]) -> list
     if tests is not None:
         blocks.append(tests)
     blocks.append(Para(experiment_paragraph(comp)))
+    from mnistlab.report.compare import groups_test_validation_warning as test_set_used
+    blocks += [Para(w.removeprefix("warning: ").capitalize()) for w in [test_set_used(groups)] if w]
     return blocks
 
 

@@ -88,9 +88,11 @@ def write_outputs(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Spl
 
         name = exp.output.name
         h = history.as_dict()
-        save_figure(curves_figure(h, "loss", f"{name}: loss per epoch"), run_dir / "loss.png")
-        save_figure(curves_figure(h, "accuracy", f"{name}: accuracy per epoch"),
-                    run_dir / "accuracy.png")
+        on_test = metrics.get("validation") == "test"
+        save_figure(curves_figure(h, "loss", f"{name}: loss per epoch", validation_is_test=on_test),
+                    run_dir / "loss.png")
+        save_figure(curves_figure(h, "accuracy", f"{name}: accuracy per epoch",
+                                  validation_is_test=on_test), run_dir / "accuracy.png")
         save_figure(confusion_figure(metrics["confusion"], spec.class_names,
                                      f"{name}: test confusion matrix "
                                      f"(acc {metrics['test_accuracy']:.4f})"),
