@@ -500,3 +500,16 @@ def test_sweep_on_a_lab_preset_trains_on_the_held_out_split(tiny_dataset, tmp_pa
     said = [line for line in err.splitlines() if "validated on the test set" in line]
     assert len(said) == 1 and said[0].startswith("mnistlab sweep: warning: 1 run(s)"), err
     assert "own-p001-s0" in said[0] and "note:" not in err
+
+
+def test_sweep_overlay_legend_names_the_axis_values_not_the_points(tiny_dataset, tmp_path,
+                                                                   monkeypatch):
+    from mnistlab.report.compare import compare
+
+    monkeypatch.chdir(tmp_path)
+    path = tiny_sweep(tmp_path, '"model.hidden" = [[8], [16]]', head="seeds = 1", name="legend")
+    outcomes = run_sweep(load_sweep(path), data_dir=tiny_dataset)
+    assert {o.status for o in outcomes} == {"complete"}
+    figure = compare([path]).overlay_figure()
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert sorted(legend) == ["hidden=[16]", "hidden=[8]"]

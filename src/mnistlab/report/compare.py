@@ -266,8 +266,18 @@ class Comparison:
     def overlay_figure(self, title: str = ""):
         from mnistlab.plots import validation_overlay_figure
 
-        curves = {g.label: [r.history["val_loss"] for r in g.runs] for g in self.groups}
+        curves = {self.legend_label(g): [r.history["val_loss"] for r in g.runs]
+                  for g in self.groups}
         return validation_overlay_figure(curves, "val_loss", title or "validation loss per epoch")
+
+    def legend_label(self, g: Group) -> str:
+        """A sweep point (`s-p001`, a name that says nothing) by what sets it apart from the
+        others (`hidden=[100], activation=tanh`); any other configuration by its name."""
+        differs = config_differences(self.groups).get(g.key) or {}
+        if not differs or not re.search(r"-p\d+$", g.label):
+            return g.label
+        return ", ".join(f"{key.rsplit('.', 1)[-1]}={_short(value)}"
+                         for key, value in differs.items())
 
 
 def _short(value: Any) -> str:
