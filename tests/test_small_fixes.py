@@ -76,3 +76,25 @@ def test_hog_view_draws_each_cells_histogram_as_lines():
     brightest = lines[0].get_segments()[int(np.argmax(alpha))]
     dx, dy = np.subtract(brightest[1], brightest[0])
     assert abs(dx) < abs(dy) / 4  # a vertical edge: near-vertical lines (bin middles)
+
+
+def test_a_piped_log_ends_on_the_last_epoch_not_a_stale_bar():
+    import io
+
+    from rich.console import Console
+
+    from mnistlab.commands.progress import RichReporter
+
+    out = io.StringIO()
+    reporter = RichReporter(Console(file=out, force_terminal=False, width=200))
+    reporter.start("raw-final", 3, 0)
+    for epoch in range(3):
+        for done in range(1, 5):
+            reporter.batch(done, 4)
+        reporter.epoch(epoch, {"loss": 1.0 / (epoch + 1), "accuracy": 0.5, "val_loss": 0.9,
+                               "val_accuracy": 0.6, "seconds": 0.1})
+    reporter.stop()
+    lines = [line for line in out.getvalue().splitlines() if line.strip()]
+    assert [line.split()[:2] for line in lines] == [["epoch", "1/3"], ["epoch", "2/3"],
+                                                     ["epoch", "3/3"]]
+    assert "loss 0.3333" in lines[-1]

@@ -46,7 +46,8 @@ def _print_result(result) -> None:
         ("micro F1 (= accuracy)", f"{m['f1_micro']:.4f}"),
         ("parameters", f"{m['params']:,}"),
         ("epochs", str(m["epochs"])),
-        ("best epoch (lowest val loss)", str(m["best_epoch"])),
+        ("lowest " + ("test (used as validation)" if m.get("validation") == "test" else "val")
+         + " loss at epoch", str(m["best_epoch"])),
         ("train time", f"{m['train_seconds']:.1f} s ({m['seconds_per_epoch']:.2f} s/epoch)"),
         ("most confused", ", ".join(f"{p['true_name']}->{p['predicted_name']} ({p['count']})"
                                     for p in m["confused_pairs"][:3])),

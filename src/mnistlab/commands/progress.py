@@ -22,7 +22,9 @@ class RichReporter:
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[logs]}"), TimeRemainingColumn(),
-            console=self.console, transient=False,
+            # Transient, and off when the console is not a terminal: the permanent record is the
+            # one line per finished epoch, so a piped log never ends on a stale bar.
+            console=self.console, transient=True, disable=not self.console.is_terminal,
         )
         self.progress.start()
         self.task = self.progress.add_task(f"{name} epoch {first_epoch + 1}/{epochs}",

@@ -98,7 +98,7 @@ def _config_panel(g: Group) -> list[Block]:
             ("micro-F1 (= accuracy)", micro),
             ("parameters", f"{int(rep.metrics['params']):,}"),
             ("epochs, batch size", f"{len(rep.history['val_loss'])}, {t.get('batch_size', '-')}"),
-            ("best epoch (lowest val loss)", ", ".join(map(str, g.best_epochs))),
+            ("lowest val loss at epoch", ", ".join(map(str, g.best_epochs))),
             ("train time per run", ", ".join(f"{r.metrics.get('train_seconds', float('nan')):.1f} s"
                                              for r in g.runs))]
     if len(g.runs) > 1:
@@ -147,8 +147,10 @@ def _experiment_section(number: str, exp_name: str, groups: list[Group]) -> list
     blocks: list[Block] = [
         Heading(2, f"{number} {EXPERIMENTS[exp_name]}"),
         Table(("configuration", "differs in", "runs", "params", "epochs", "test loss",
-               "accuracy", "macro-F1", "best epoch", "train s"), tuple(rows),
-              "Mean ± sd [95% t interval] over seeds; single runs show one value."),
+               "accuracy", "macro-F1", "lowest val loss at epoch", "train s"), tuple(rows),
+              "Mean ± sd [95% t interval] over seeds; single runs show one value. 'Lowest val "
+              "loss at epoch' only says where the curve is lowest; a best epoch is named in "
+              "the notes below only when the sustained-trend rule holds."),
         Image(f"{exp_name}-validation-overlay.png", figure_png(comp.overlay_figure(
             f"{EXPERIMENTS[exp_name]}: validation loss (mean, min-max over seeds)")),
             "Validation loss of every configuration"),
