@@ -1,5 +1,6 @@
-"""The fused Conv2D(1 -> C) + ReLU + 2x2 max pool must equal the stock modules, values and
-gradients, for every kernel size and shape it accepts, and training through it must too."""
+"""The fused Conv2D(1 -> C) + ReLU + 2x2 max pool (and its ReLU-less form, for activations moved
+after the pool) must equal the stock modules, values and gradients, for every kernel size and
+shape it accepts, and training through it must too."""
 
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ from mnistlab.training.loop import train_one_epoch
 from mnistlab.training.steps import chunked_step
 
 
-def _fused_like(conv: nn.Conv2d) -> ConvReluPool:
-    fused = ConvReluPool.like(conv)
+def _fused_like(conv: nn.Conv2d, relu: bool = True) -> ConvReluPool:
+    fused = ConvReluPool.like(conv, relu=relu)
     fused.load_state_dict(conv.state_dict())
     return fused
 
@@ -52,8 +53,8 @@ def _images(n, h, w, seed):
     return x
 
 
-def _reference(conv, x):
-    return F.max_pool2d(F.relu(conv(x)), 2)
+def _reference(conv, x, relu=True):
+    return F.max_pool2d(F.relu(conv(x)) if relu else conv(x), 2)
 
 
 @pytest.mark.parametrize("k, channels, padding, h, w", [
@@ -67,14 +68,16 @@ def _reference(conv, x):
     (3, 1, 1, 2, 2),
 ])
 @pytest.mark.parametrize("planar", [False, True])
-def test_values_and_gradients_equal_the_stock_modules(kernel, k, channels, padding, h, w, planar):
+@pytest.mark.parametrize("relu", [True, False])
+def test_values_and_gradients_equal_the_stock_modules(kernel, k, channels, padding, h, w, planar,
+                                                      relu):
     torch.manual_seed(k * 100 + channels)
     conv = nn.Conv2d(1, channels, k, padding=padding)
     nn.init.uniform_(conv.bias, -0.3, 0.3)  # some channels negative: windows with no gradient
-    fused = _fused_like(conv)
+    fused = _fused_like(conv, relu)
     fused.planar_output = planar
     x = _images(37, h, w, seed=k)
-    out, ref = fused(x), _reference(conv, x)
+    out, ref = fused(x), _reference(conv, x, relu)
     assert out.shape == ref.shape
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     upstream = torch.randn(ref.shape, generator=torch.Generator().manual_seed(1))
@@ -137,7 +140,36 @@ def test_built_cnns_fuse_their_first_layer_and_keep_weight_names():
     assert preferred_chunk_size(model, cfg) == FUSED_CNN_CHUNK_SIZE
     tanh = ModelConfig(kind="cnn", activation="tanh", layers=cfg.layers)
     fast_tanh = rewrite_for_cpu(build_model(tanh, (28, 28), 10, seed=0))
-    assert not any(isinstance(m, ConvReluPool) for m in fast_tanh)
+    # tanh commutes with the pool: fused without the ReLU, tanh on the pooled (planar) map
+    assert isinstance(fast_tanh[1], ConvReluPool) and not fast_tanh[1].relu
+    assert fast_tanh[1].planar_output and isinstance(fast_tanh[3], nn.Tanh)
+    gelu = ModelConfig(kind="cnn", activation="gelu", layers=cfg.layers)
+    fast_gelu = rewrite_for_cpu(build_model(gelu, (28, 28), 10, seed=0))
+    assert not any(isinstance(m, ConvReluPool) for m in fast_gelu)  # GELU is not monotonic
+
+
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "elu", "selu", "softplus", "linear",
+                                        "gelu"])
+def test_cnns_with_other_activations_equal_the_stock_model(kernel, activation):
+    """Whatever the activation, the rewritten CNN computes the stock one's outputs and gradients
+    (increasing ones are moved after their pools; GELU is left in place)."""
+    cfg = ModelConfig(kind="cnn", activation=activation, layers=(
+        {"type": "conv2d", "filters": 6, "kernel_size": 5, "padding": "same"},
+        {"type": "maxpool2d", "pool_size": 2},
+        {"type": "conv2d", "filters": 5, "kernel_size": 3, "padding": "same"},
+        {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
+        {"type": "dense", "units": 16}))
+    stock = build_model(cfg, (28, 28), 10, seed=2)
+    model = rewrite_for_cpu(copy.deepcopy(stock))
+    assert isinstance(model[1], ConvReluPool) == (activation != "gelu")
+    x = _images(40, 28, 28, seed=7)[:, 0]
+    y = torch.arange(40) % 10
+    out, ref = model(x), stock(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    F.cross_entropy(out, y).backward()
+    F.cross_entropy(ref, y).backward()
+    for (name, p), q in zip(model.named_parameters(), stock.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_fusion_leaves_other_layers_alone():

@@ -35,12 +35,13 @@ def test_equals_relu_then_maxpool_including_ties(shape, relu, channels_last):
     assert torch.equal(b.grad, a.grad)  # each window's gradient goes to its first maximum
 
 
-def test_channels_last_relu_pools_take_the_compiled_kernel():
+@pytest.mark.parametrize("relu", [True, False])
+def test_channels_last_pools_take_the_compiled_kernel(relu):
     """So that the equality test above covers the compiled path, not only the fallback."""
     if native_kernel() is None:
         pytest.skip("compiled kernels unavailable here")
     x = torch.randn(2, 9, 14, 14).contiguous(memory_format=torch.channels_last).requires_grad_()
-    out = MaxPool2x2(relu=True)(x)
+    out = MaxPool2x2(relu=relu)(x)
     assert type(out.grad_fn).__name__ == "_NativeReluPoolBackward"
     assert out.is_contiguous(memory_format=torch.channels_last)
     assert type(MaxPool2x2(relu=True)(x.detach().contiguous()).grad_fn).__name__ != (
@@ -70,7 +71,8 @@ def test_channels_last_conv_equals_conv():
     torch.testing.assert_close(fast(x), plain(x), rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("preset", ["cnn/template", "cnn/final", "fashion/final"])
+@pytest.mark.parametrize("preset", ["cnn/template", "cnn/final", "fashion/final",
+                                    "fashion/run2-lab-cnn-tanh", "cnn/l4-sigmoid-25"])
 def test_lab_cnns_equal_their_stock_pytorch_version(preset):
     exp = load_experiment(preset)
     plain = build_model(exp.model, (28, 28), 10, seed=0)  # stock torch.nn modules only

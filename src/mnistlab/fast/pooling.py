@@ -7,9 +7,9 @@ the four corners of each window do the same in a fraction of the time, and a ReL
 commutes with the max (relu(max(a, b, c, d)) = max(relu(a), ..., relu(d))), so it runs on a
 quarter of the values.
 
-With the ReLU, on a channels-last map (the lab's CNNs after their first layer), the compiled
-kernel in csrc/relu_pool.cpp (fast.native) does the same in one pass each way, keeping one
-byte per window for the backward instead of the input map; elsewhere, the strided views.
+On a channels-last map (the lab's CNNs after their first layer), with or without the ReLU, the
+compiled kernel in csrc/relu_pool.cpp (fast.native) does the same in one pass each way, keeping
+one byte per window for the backward instead of the input map; elsewhere, the strided views.
 
 Semantics are Keras's and PyTorch's: an odd last row/column is dropped; the gradient goes to
 the first maximum of each window in row-major order; with the ReLU, a window whose maximum is not
@@ -72,8 +72,8 @@ class _MaxPool2x2(torch.autograd.Function):
 
 class _NativeReluPool(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, kernel):  # noqa: D102
-        out, code = kernel.relu_pool_forward(x)
+    def forward(ctx, x: torch.Tensor, kernel, relu: bool):  # noqa: D102
+        out, code = kernel.relu_pool_forward(x, relu)
         ctx.save_for_backward(code)
         ctx.kernel, ctx.size = kernel, x.shape[-2:]
         return out
@@ -82,7 +82,7 @@ class _NativeReluPool(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor):  # noqa: D102
         (code,) = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)  # free: it is already
-        return ctx.kernel.relu_pool_backward(grad, code, *ctx.size), None
+        return ctx.kernel.relu_pool_backward(grad, code, *ctx.size), None, None
 
 
 def _native_fits(x: torch.Tensor) -> bool:
@@ -99,10 +99,10 @@ class MaxPool2x2(nn.Module):
         self.relu = relu
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.relu and _native_fits(x):
+        if _native_fits(x):
             kernel = native_kernel()
             if kernel is not None:
-                return _NativeReluPool.apply(x, kernel)
+                return _NativeReluPool.apply(x, kernel, self.relu)
         return _MaxPool2x2.apply(x, self.relu)
 
     def extra_repr(self) -> str:

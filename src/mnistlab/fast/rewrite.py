@@ -7,8 +7,10 @@ module keeps its index; a module absorbed by its neighbour leaves an `nn.Identit
 
 In order: Dense products on oneDNN (`fast.dense`); convolutions with several input channels in
 channels-last memory; 2x2 max pools as strided maxima, absorbing a ReLU in front
-(`fast.pooling`); a first Conv2D(1 -> C) + ReLU + pool as one compiled kernel
-(`fast.fused_conv`); that kernel's planar output read straight by a following Flatten + Dense.
+(`fast.pooling`); other increasing activations moved after the pool they precede (the pool
+commutes with them: act(max(a, b, c, d)) = max(act(a), ..., act(d)), so they run on a quarter of
+the values); a first Conv2D(1 -> C) (+ ReLU) + pool as one compiled kernel (`fast.fused_conv`);
+that kernel's planar output read straight by a following Flatten + Dense.
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from mnistlab.fast.fused_conv import ConvReluPool
 from mnistlab.fast.pooling import MaxPool2x2, fast_pool_eligible
 from mnistlab.nn.modules import FlattenHWC
 
-__all__ = ["Conv2dNHWC", "FlattenCHW", "rewrite_for_cpu"]
+__all__ = ["Conv2dNHWC", "FlattenCHW", "INCREASING_ACTIVATIONS", "rewrite_for_cpu"]
+
+# Elementwise activations that never decrease: a max pool commutes with them. (ReLU is one too,
+# but the pools absorb it; GELU dips below zero, so it is not.) When two pre-activations round to
+# the same activation, the stock pool's gradient picks the first of them and the moved one the
+# larger pre-activation: the same value, at most one ulp of the activation's slope apart.
+INCREASING_ACTIVATIONS = (nn.Tanh, nn.Sigmoid, nn.ELU, nn.SELU, nn.Softplus)
 
 
 class Conv2dNHWC(nn.Conv2d):
@@ -75,30 +83,52 @@ def _fast_pools(modules: list[nn.Module]) -> list[nn.Module]:
     return out
 
 
-def _fuse_first_layers(modules: list[nn.Module]) -> list[nn.Module]:
-    """[Conv2d(1 -> C), Identity (an absorbed ReLU), MaxPool2x2(relu)] -> [ConvReluPool,
-    Identity, Identity]."""
+def _is_increasing(module: nn.Module) -> bool:
+    return type(module) in INCREASING_ACTIVATIONS and getattr(module, "alpha", 0.0) >= 0
+
+
+def _pools_before_activations(modules: list[nn.Module]) -> list[nn.Module]:
+    """[increasing activation, MaxPool2x2] -> [MaxPool2x2, the activation]."""
     out = list(modules)
-    for i in range(len(out) - 2):
-        if (ConvReluPool.eligible(out[i]) and isinstance(out[i + 1], nn.Identity)
-                and isinstance(out[i + 2], MaxPool2x2) and out[i + 2].relu):
-            out[i] = _share(ConvReluPool.like(out[i]), out[i])
-            out[i + 2] = nn.Identity()
+    for i in range(1, len(out)):
+        if (isinstance(out[i], MaxPool2x2) and not out[i].relu
+                and _is_increasing(out[i - 1])):
+            out[i - 1], out[i] = out[i], out[i - 1]
+    return out
+
+
+def _fuse_first_layers(modules: list[nn.Module]) -> list[nn.Module]:
+    """[Conv2d(1 -> C), Identity (an absorbed ReLU or a linear activation), MaxPool2x2] or
+    [Conv2d(1 -> C), MaxPool2x2 (an activation moved after it)] -> [ConvReluPool, Identity, ...]
+    (the pool's slot becomes an Identity; a moved activation stays where it is)."""
+    out = list(modules)
+    for i in range(len(out) - 1):
+        if not ConvReluPool.eligible(out[i]):
+            continue
+        pool = i + 2 if isinstance(out[i + 1], nn.Identity) and i + 2 < len(out) else i + 1
+        if isinstance(out[pool], MaxPool2x2):
+            out[i] = _share(ConvReluPool.like(out[i], relu=out[pool].relu), out[i])
+            out[pool] = nn.Identity()
     return out
 
 
 def _planar_flatten(modules: list[nn.Module]) -> list[nn.Module]:
-    """[ConvReluPool, Identity, Identity, FlattenHWC, Dense] -> the fused layer writes planar maps,
-    the flatten is a free view and the Dense gathers its kernel's columns (same results)."""
+    """[ConvReluPool, Identity or increasing activation..., FlattenHWC, Dense] -> the fused layer
+    writes planar maps (elementwise layers do not care), the flatten is a free view and the Dense
+    gathers its kernel's columns (same results)."""
     out = list(modules)
-    for i in range(len(out) - 4):
-        if (isinstance(out[i], ConvReluPool) and isinstance(out[i + 1], nn.Identity)
-                and isinstance(out[i + 2], nn.Identity) and isinstance(out[i + 3], FlattenHWC)
-                and type(out[i + 4]) is Dense):
-            dense = out[i + 4]
-            over = DenseOverCHW(dense.in_features, dense.out_features, out[i + 3].map_shape)
-            out[i].planar_output = True
-            out[i + 3], out[i + 4] = FlattenCHW(), _share(over, dense)
+    for i, module in enumerate(out):
+        if not isinstance(module, ConvReluPool):
+            continue
+        j = i + 1
+        while j < len(out) and (isinstance(out[j], nn.Identity) or _is_increasing(out[j])):
+            j += 1
+        if (j + 1 < len(out) and isinstance(out[j], FlattenHWC)
+                and type(out[j + 1]) is Dense):
+            dense = out[j + 1]
+            over = DenseOverCHW(dense.in_features, dense.out_features, out[j].map_shape)
+            module.planar_output = True
+            out[j], out[j + 1] = FlattenCHW(), _share(over, dense)
     return out
 
 
@@ -111,4 +141,5 @@ def rewrite_for_cpu(model: nn.Sequential) -> nn.Sequential:
     """
     with torch.random.fork_rng(devices=[]):
         modules = [_channels_last_conv(_dense(m)) for m in model]
-        return nn.Sequential(*_planar_flatten(_fuse_first_layers(_fast_pools(modules))))
+        modules = _pools_before_activations(_fast_pools(modules))
+        return nn.Sequential(*_planar_flatten(_fuse_first_layers(modules)))

@@ -16,6 +16,8 @@ modules and autograd only.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -28,7 +30,12 @@ from mnistlab.fast.mlp_step import mlp_step_for
 from mnistlab.fast.native import kernel_is_built, native_kernel
 from mnistlab.fast.openmp import FAST_ENV, off_by_environment
 from mnistlab.fast.pooling import MaxPool2x2
-from mnistlab.fast.rewrite import Conv2dNHWC, FlattenCHW, rewrite_for_cpu
+from mnistlab.fast.rewrite import (
+    INCREASING_ACTIVATIONS,
+    Conv2dNHWC,
+    FlattenCHW,
+    rewrite_for_cpu,
+)
 from mnistlab.fast.sparse_input import split_autograd_step, split_training_input
 from mnistlab.training.steps import (
     EVAL_BATCH_SIZE,
@@ -53,15 +60,24 @@ def plan_for(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
     return stock_plan(model, cfg)
 
 
+def _moves_activations(model: nn.Module) -> bool:
+    """Whether a pool (or the fused first layer) now runs before an increasing activation."""
+    modules = [m for m in model.modules() if not isinstance(m, nn.Identity | nn.Sequential)]
+    return any(isinstance(a, MaxPool2x2 | ConvReluPool) and isinstance(b, INCREASING_ACTIVATIONS)
+               for a, b in pairwise(modules))
+
+
 def _rewrites(model: nn.Module) -> list[str]:
     """What the rewritten model runs differently from the stock one, in words."""
+    fused = [m for m in model.modules() if isinstance(m, ConvReluPool)]
     kinds = {
         "Dense products on oneDNN": any(isinstance(m, Dense) for m in model.modules()),
         "channels-last convolutions": any(isinstance(m, Conv2dNHWC) for m in model.modules()),
         "strided 2x2 max pools (ReLU absorbed)": any(isinstance(m, MaxPool2x2)
                                                      for m in model.modules()),
-        "fused first Conv2D + ReLU + pool": any(isinstance(m, ConvReluPool)
-                                               for m in model.modules()),
+        "max pools before increasing activations": _moves_activations(model),
+        "fused first Conv2D + ReLU + pool": any(m.relu for m in fused),
+        "fused first Conv2D + pool": any(not m.relu for m in fused),
         "planar flatten": any(isinstance(m, FlattenCHW) for m in model.modules()),
     }
     return [k for k, used in kinds.items() if used]

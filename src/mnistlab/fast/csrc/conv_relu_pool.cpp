@@ -60,6 +60,7 @@ inline v16 interleave_high(v16 a, v16 b) {
 struct Geometry {
   int64_t N, H, W, C, k, pt, pl, H2, W2, tiles, S, Hp, Wp;
   bool planar;
+  bool relu = true;  // false: max pool only (an increasing activation runs after it, in Python)
   int64_t y_at(int64_t c, int64_t oh, int64_t pw) const {  // offset within one image
     return planar ? (c * H2 + oh) * W2 + pw : (oh * W2 + pw) * C + c;
   }
@@ -126,7 +127,7 @@ void forward_group(const float* xp, const float* w, const float* b, const Geomet
         const v16 m = is_upper ? upper : lower;
         const i16 corner = is_upper ? (c00 >= c01 ? i16{} : i16{} + 1)
                                     : (c10 >= c11 ? i16{} + 2 : i16{} + 3);
-        const i16 positive = m > splat(0.0f);
+        const i16 positive = g.relu ? m > splat(0.0f) : lane == lane;  // no ReLU: all pass
         const v16 out = positive ? m : splat(0.0f);
         const i16 codes = (positive & valid) ? corner : i16{} + NO_GRAD;
         *reinterpret_cast<u8x16u*>(code + ((c0 + c) * g.H2 + oh) * g.S + first) =
@@ -234,9 +235,11 @@ void check_inputs(const at::Tensor& x, const at::Tensor& weight, const at::Tenso
 
 std::vector<at::Tensor> conv_relu_pool_forward(const at::Tensor& x, const at::Tensor& weight,
                                                const at::Tensor& bias, int64_t pt, int64_t pb,
-                                               int64_t pl, int64_t pr, bool planar) {
+                                               int64_t pl, int64_t pr, bool planar,
+                                               bool relu) {
   check_inputs(x, weight, bias);
-  const Geometry g = geometry(x, weight, pt, pb, pl, pr, planar);
+  Geometry g = geometry(x, weight, pt, pb, pl, pr, planar);
+  g.relu = relu;
   auto y = planar ? at::empty({g.N, g.C, g.H2, g.W2}, x.options())
                   : at::empty({g.N, g.H2, g.W2, g.C}, x.options());
   auto code = at::empty({g.N, g.C, g.H2, g.S}, x.options().dtype(at::kByte));
@@ -300,13 +303,13 @@ std::vector<at::Tensor> conv_relu_pool_backward(const at::Tensor& grad, const at
 }
 
 // relu_pool.cpp
-std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x);
+std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x, bool relu);
 at::Tensor relu_pool_backward(const at::Tensor& grad, const at::Tensor& code, int64_t H,
                               int64_t W);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &conv_relu_pool_forward, "Conv2D(1 -> C, stride 1) + ReLU + 2x2 max pool");
+  m.def("forward", &conv_relu_pool_forward, "Conv2D(1 -> C, stride 1) + ReLU (optional) + 2x2 max pool");
   m.def("backward", &conv_relu_pool_backward, "its weight and bias gradients");
-  m.def("relu_pool_forward", &relu_pool_forward, "ReLU + 2x2 max pool, channels-last");
+  m.def("relu_pool_forward", &relu_pool_forward, "ReLU (optional) + 2x2 max pool, channels-last");
   m.def("relu_pool_backward", &relu_pool_backward, "its input gradient");
 }

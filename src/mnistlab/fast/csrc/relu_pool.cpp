@@ -4,7 +4,7 @@
 // x is (N, H, W, C) in memory (a channels-last (N, C, H, W) tensor); y is (N, H2, W2, C). The
 // forward keeps one byte per output: 0..3, the corner of the window holding the first maximum in
 // row-major order (PyTorch's and Keras's rule), or 255 when that maximum is <= 0 (ReLU passes no
-// gradient). The backward writes every input element: the output's gradient at that corner, 0
+// gradient). With relu = false it is a plain max pool (no 255 codes). The backward writes every input element: the output's gradient at that corner, 0
 // elsewhere (and in a dropped odd last row or column).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -35,7 +35,7 @@ Map map_of(const at::Tensor& x) {  // x: (N, C, H, W) sizes, channels-last memor
 
 }  // namespace
 
-std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x) {
+std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x, bool relu) {
   TORCH_CHECK(x.dim() == 4 && x.scalar_type() == at::kFloat && x.is_cpu() &&
                   x.is_contiguous(at::MemoryFormat::ChannelsLast),
               "relu_pool: input must be a channels-last float32 (N, C, H, W) CPU tensor");
@@ -72,7 +72,8 @@ std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x) {
           const __m512 lower = _mm512_mask_blend_ps(c_first, vd, vc);
           const __mmask16 is_upper = _mm512_cmp_ps_mask(upper, lower, _CMP_GE_OQ);
           const __m512 mx = _mm512_mask_blend_ps(is_upper, lower, upper);
-          const __mmask16 positive = _mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_GT_OQ);
+          const __mmask16 positive =
+              relu ? _mm512_cmp_ps_mask(mx, _mm512_setzero_ps(), _CMP_GT_OQ) : lanes;
           // corner: upper ? (a_first ? 0 : 1) : (c_first ? 2 : 3); NO_GRAD where not positive
           __m512i corner = _mm512_mask_blend_epi32(is_upper, _mm512_mask_blend_epi32(
               c_first, _mm512_set1_epi32(3), _mm512_set1_epi32(2)), _mm512_mask_blend_epi32(
@@ -88,7 +89,7 @@ std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x) {
           const bool is_upper = upper >= lower;
           const float mx = is_upper ? upper : lower;
           const uint8_t corner = is_upper ? (a[ch] >= b[ch] ? 0 : 1) : (c[ch] >= d[ch] ? 2 : 3);
-          const bool positive = mx > 0.0f;
+          const bool positive = !relu || mx > 0.0f;
           out[ow * m.C + ch] = positive ? mx : 0.0f;
           codes[ow * m.C + ch] = positive ? corner : NO_GRAD;
         }
