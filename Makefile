@@ -49,6 +49,8 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python benchmarks/bench_hog.py
 	bash benchmarks/keras_env.sh >/dev/null
 	$(BIN)/python benchmarks/epoch_vs_keras.py raw/final hog/final fashion/final cnn/final
+	$(BIN)/python benchmarks/epoch_vs_keras.py fashion/run2-lab-cnn-tanh fashion/run3-conv64 \
+		benchmarks/models/cnn-18-18-32-d75.toml
 	$(BIN)/python benchmarks/concurrent_runs.py
 	$(BIN)/python benchmarks/omp_wait.py hog/final raw/final
 

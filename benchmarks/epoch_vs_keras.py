@@ -18,7 +18,9 @@ flush-to-zero, allocator), then `fast.plan_for` (the fast plan, or the stock one
         [--epochs 5] [--threads 2] [--rounds 3] [--variants default,dense-input] [--profile]
 
 A preset may also be an experiment file: `benchmarks/models/cnn-18-18-32-d75.toml` is the lab
-CNN with doubled filters, to check that the speed is not tied to the lab's exact layers.
+CNN with doubled filters, to check that the speed is not tied to the lab's exact layers (with
+`fashion/run2-lab-cnn-tanh`, tanh everywhere, and `fashion/run3-conv64`, 64 filters and a
+12,544 -> 100 Dense layer).
 
 `--variants` measures mnistlab set up otherwise in the same rounds, to show what a choice is
 worth: `stock` (`--no-fast`: stock torch.nn modules and autograd, no process settings),
