@@ -189,3 +189,47 @@ def test_config_errors(opt, message):
     with pytest.raises(ConfigError) as err:
         load(opt)
     assert str(err.value) == message
+
+
+def test_summary_shows_the_optimiser_and_its_arguments(capsys, monkeypatch, tmp_path):
+    from mnistlab.commands.main import main
+
+    monkeypatch.setenv("MNISTLAB_RUNS", str(tmp_path))
+    assert main(["summary", "raw/template", "--set", "optimizer.name=sgd",
+                 "--set", "optimizer.momentum=0.9"]) == 0
+    assert capsys.readouterr().out.endswith(
+        "Optimizer: sgd (learning_rate=0.01, momentum=0.9, nesterov=false)\n")
+
+
+def test_report_optimiser_section_lists_each_optimisers_own_arguments():
+    from types import SimpleNamespace
+
+    from mnistlab.report.document import Math, Para, Table
+    from mnistlab.report.sections import optimizer_section
+
+    old = SimpleNamespace(label="lab", config={"optimizer": {"name": "rmsprop", "rho": 0.9}})
+    new = SimpleNamespace(label="aw", config=experiment_from_dict(
+        {"optimizer": {"name": "adamw"}}, "x.toml").to_dict())
+    blocks = optimizer_section([old, new])
+    rows = next(b for b in blocks if isinstance(b, Table)).rows
+    assert ("name", "rmsprop", "lab") in rows and ("name", "adamw", "aw") in rows
+    assert ("rho", "0.9", "lab") in rows and ("beta_2", "0.999", "aw") in rows
+    assert ("weight_decay", "0.004", "aw") in rows and ("weight_decay", "not set", "lab") in rows
+    assert not any(r[0] in ("rho", "centered") and "aw" in r[2] for r in rows)
+    text = " ".join(b.text for b in blocks if isinstance(b, Para))
+    assert "RMSprop, AdamW" not in text and "AdamW, RMSprop" in text
+    maths = [b for b in blocks if isinstance(b, Math)]
+    assert any("beta_2^t" in m.latex for m in maths) and any("lambda" in m.latex for m in maths)
+    assert not any("0.96" in m.latex for m in maths)  # no Nadam run, no Nadam equations
+
+
+def test_report_equations_render_with_mathtext():
+    import io
+
+    from matplotlib import mathtext
+
+    from mnistlab.report import sections
+
+    for eq in (*sections.ADAM_EQUATIONS, *sections.NADAM_EQUATIONS, *sections.SGD_EQUATIONS,
+               sections.DECAY_EQUATION):
+        mathtext.math_to_image(f"${eq}$", io.BytesIO(), format="png")

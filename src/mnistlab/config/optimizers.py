@@ -13,7 +13,7 @@ from typing import Any
 from mnistlab.errors import ConfigError
 
 __all__ = ["OPTIMIZER_ARGS", "OPTIMIZER_NAMES", "COMMON_ARGS", "resolve_optimizer",
-           "foreign_args"]
+           "foreign_args", "optimizer_text"]
 
 COMMON_ARGS = ("learning_rate", "clipvalue", "clipnorm", "global_clipnorm", "weight_decay")
 _ADAM = {"learning_rate": 0.001, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-7}
@@ -56,3 +56,14 @@ def resolve_optimizer(source: str, given: dict[str, Any], field_defaults: dict[s
 def foreign_args(name: str, field_names: list[str]) -> list[str]:
     """The fields of `OptimizerConfig` that optimiser `name` does not take."""
     return [k for k in field_names if k != "name" and k not in OPTIMIZER_ARGS[name]]
+
+
+def optimizer_text(cfg: Any) -> str:
+    """One line for summaries: `adam (learning_rate=0.001, beta_1=0.9, ..., amsgrad=false)`;
+    the optimiser's own arguments in Keras's order, unset optional ones (clipping) left out."""
+    args = []
+    for key in OPTIMIZER_ARGS[cfg.name]:
+        value = getattr(cfg, key)
+        if value is not None:
+            args.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
+    return f"{cfg.name} ({', '.join(args)})"
