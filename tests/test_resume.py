@@ -72,6 +72,24 @@ def test_ctrl_c_saves_the_exact_position_and_resume_is_bit_identical(tiny_datase
         resume_run(run_dir)
 
 
+@pytest.mark.parametrize("optimizer, press_at", [
+    (["optimizer.name=adam", "optimizer.amsgrad=true"], 14),  # end of epoch 1: 1 + resume 1
+    (["optimizer.name=adamw", "optimizer.weight_decay=0.1"], 20),  # mid-epoch 2
+    (["optimizer.name=nadam"], 20),
+    (["optimizer.name=sgd", "optimizer.momentum=0.9", "optimizer.nesterov=true"], 20),
+])
+def test_resume_is_bit_identical_with_every_optimiser(tiny_dataset, tmp_path, optimizer,
+                                                      press_at):
+    """The slots and step count of Adam/AdamW (bias correction), Nadam (its u_product) and SGD's
+    momentum buffer all travel in the checkpoint: 2 epochs straight = cut + resume."""
+    exp = load_experiment("raw/template", [*_tiny(epochs=2), *optimizer])
+    reference = run_experiment(exp, tmp_path / "ref")
+    with pytest.raises(RunInterrupted) as info:
+        run_experiment(exp, tmp_path / "cut", reporter=_CtrlC(press_at))
+    resumed = resume_run(info.value.run_dir)
+    same_run_result(reference.run_dir, resumed.run_dir)
+
+
 def test_a_resumed_run_can_be_interrupted_again_mid_epoch(tiny_dataset, tmp_path):
     exp = load_experiment("raw/template", _tiny())
     reference = run_experiment(exp, tmp_path / "ref")

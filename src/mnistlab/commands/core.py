@@ -121,7 +121,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     from mnistlab.presets import preset_names
 
     table = Table(title="presets")
-    for col in ("name", "features", "model", "batch", "epochs", "validation"):
+    for col in ("name", "features", "model", "optimizer", "batch", "epochs", "validation"):
         table.add_column(col, no_wrap=True)
     for name in preset_names(args.pattern):
         exp = load_experiment(name)
@@ -133,7 +133,8 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
             params = sum(i.params for i in describe_layers(m, (28, 28)))
             model = f"cnn {activations_text(m, (28, 28))}; {params:,} params"
-        table.add_row(name, feats, model, str(t.batch_size), str(t.epochs),
+        opt = f"{exp.optimizer.name} lr {exp.optimizer.learning_rate:g}"
+        table.add_row(name, feats, model, opt, str(t.batch_size), str(t.epochs),
                       str(exp.data.validation))
     console().print(table)
     return 0
@@ -224,12 +225,14 @@ def summary_args(p: argparse.ArgumentParser) -> None:
 def cmd_summary(args: argparse.Namespace) -> int:
     from mnistlab.config.geometry import feature_shape
     from mnistlab.config.load import load_experiment
+    from mnistlab.config.optimizers import optimizer_text
     from mnistlab.data.registry import get_dataset
     from mnistlab.nn.summary import compare_text, summary_text
 
     exp = experiment_from_args(args)
     n_classes = len(get_dataset(exp.data.dataset).class_names)
     print(summary_text(exp.model, feature_shape(exp.features), n_classes, exp.output.name), end="")
+    print(f"Optimizer: {optimizer_text(exp.optimizer)}")
     if args.compare:
         other = load_experiment(args.compare)
         print()

@@ -25,6 +25,7 @@ from mnistlab import presets
 from mnistlab.config import memory
 from mnistlab.config.geometry import IMAGE_SHAPE, check_feature_args, check_shapes
 from mnistlab.config.layers import check_layers, layer_specs, mixing_layers
+from mnistlab.config.optimizers import resolve_optimizer
 from mnistlab.config.origin import (
     LAB_SPLIT,
     NOT_RESULT,
@@ -92,6 +93,9 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
             path = f"{name}.{key}"
             values[key] = (check_layers(source, path, value) if RULES[path].kind == "layers"
                            else check_value(source, path, RULES[path], value))
+        if name == "optimizer":
+            fields = {f.name: f.default for f in dataclasses.fields(cls)}
+            values = resolve_optimizer(source, values, fields)
         sections[name] = cls(**values)
     description = raw.get("description", "")
     if not isinstance(description, str):

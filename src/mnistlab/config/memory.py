@@ -52,8 +52,7 @@ def estimate_training_memory(exp: Experiment) -> MemoryEstimate:
     `config.geometry` (the same `layer_weights` and `output_shapes` as `nn.summary`).
 
     Counts:
-      - the parameters, their gradients and RMSprop's slots (the squared-gradient average,
-        plus the gradient average when `centered`, plus the momentum buffer when momentum > 0);
+      - the parameters, their gradients and the optimiser's slots (`optimizer_slots`);
       - the activations of one forward pass over `rows` samples (a batch, or a chunk of one when
         `training.chunk_size` is set, never more than the training set holds): the input, and
         per layer the values kept for backward (see `_KEPT_PER_OUTPUT`), doubled for the
@@ -76,7 +75,7 @@ def estimate_training_memory(exp: Experiment) -> MemoryEstimate:
         kept += _KEPT_PER_OUTPUT[layer["type"]] * math.prod(out)
         shape = out
     opt = exp.optimizer
-    copies = 3 + int(opt.centered) + int(opt.momentum > 0)  # weights, gradients, velocity, ...
+    copies = 2 + optimizer_slots(opt)  # weights, gradients, the optimiser's slots
     train = exp.training
     rows = min(train.chunk_size, train.batch_size) if train.chunk_size else train.batch_size
     available = spec.n_items("train")
@@ -85,6 +84,17 @@ def estimate_training_memory(exp: Experiment) -> MemoryEstimate:
     rows = max(1, min(rows, available))
     return MemoryEstimate(parameters, copies, rows, kept, parameters * copies * FLOAT_BYTES,
                           2 * rows * kept * FLOAT_BYTES)
+
+
+def optimizer_slots(opt) -> int:
+    """Tensors of a parameter's size the optimiser keeps: RMSprop its squared-gradient average
+    (+ gradient average when centered, + momentum buffer); Adam/AdamW/Nadam two moments (+ the
+    running max with amsgrad); SGD a momentum buffer when momentum > 0."""
+    if opt.name == "rmsprop":
+        return 1 + int(opt.centered) + int(opt.momentum > 0)
+    if opt.name == "sgd":
+        return int(opt.momentum > 0)
+    return 2 + int(bool(opt.amsgrad))
 
 
 def machine_memory_bytes() -> int | None:
@@ -124,7 +134,7 @@ def check_memory(exp: Experiment, source: str = "<config>") -> None:
     raise ConfigError(
         f"{source}: training this model needs about {_gib(est.total_bytes)} of memory, more than "
         f"this machine's {_gib(limit)}: {est.parameters:,} parameters x {est.copies} float32 "
-        f"copies (weights, gradients, RMSprop slots) = {_gib(est.parameter_bytes)}, plus "
+        f"copies (weights, gradients, optimiser slots) = {_gib(est.parameter_bytes)}, plus "
         f"activations of {est.rows:,} samples forward and backward = "
         f"{_gib(est.activation_bytes)}. Make {what} smaller, or lower training.batch_size (or "
         "set training.chunk_size)"

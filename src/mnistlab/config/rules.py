@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from mnistlab.config.optimizers import OPTIMIZER_NAMES
 from mnistlab.config.sections import ACTIVATIONS, BLOCK_NORMS, INITIALIZERS
 from mnistlab.data.registry import DATASETS
 from mnistlab.errors import ConfigError, did_you_mean
@@ -68,7 +69,7 @@ RULES: dict[str, Rule] = {
     "model.dropout": Rule("float", 0.0, 1.0, high_open=True),
     "model.kernel_initializer": Rule("choice", choices=INITIALIZERS),
     "model.layers": Rule("layers", optional=True),
-    "optimizer.name": Rule("choice", choices=("rmsprop",)),
+    "optimizer.name": Rule("choice", choices=OPTIMIZER_NAMES),
     "optimizer.learning_rate": Rule("float", 0.0, 10.0, low_open=True),
     "optimizer.rho": Rule("float", 0.0, 1.0, high_open=True),
     "optimizer.momentum": Rule("float", 0.0, 1.0, high_open=True),
@@ -77,6 +78,11 @@ RULES: dict[str, Rule] = {
     "optimizer.clipvalue": Rule("float", 0.0, None, low_open=True, optional=True),
     "optimizer.clipnorm": Rule("float", 0.0, None, low_open=True, optional=True),
     "optimizer.global_clipnorm": Rule("float", 0.0, None, low_open=True, optional=True),
+    "optimizer.beta_1": Rule("float", 0.0, 1.0, high_open=True, optional=True),
+    "optimizer.beta_2": Rule("float", 0.0, 1.0, high_open=True, optional=True),
+    "optimizer.amsgrad": Rule("bool", optional=True),
+    "optimizer.nesterov": Rule("bool", optional=True),
+    "optimizer.weight_decay": Rule("float", 0.0, 1.0, optional=True),
     "training.epochs": Rule("int", 1, 100_000),
     "training.batch_size": Rule("int", 1, 10_000_000),
     "training.seed": Rule("int", 0, 2**32 - 1),

@@ -49,12 +49,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimizerConfig:
-    name: str = "rmsprop"  # the lab's optimiser, with Keras semantics
-    learning_rate: float = 0.001  # Keras default
-    rho: float = 0.9  # decay of the squared-gradient average
-    momentum: float = 0.0  # 0 = plain RMSprop
-    epsilon: float = 1e-7  # added inside the square root, as Keras does
-    centered: bool = False  # subtract the squared mean gradient in the denominator
+    name: str = "rmsprop"  # rmsprop (the lab's) | adam | adamw | nadam | sgd, Keras semantics
+    learning_rate: float = 0.001  # Keras default (sgd: 0.01)
+    rho: float = 0.9  # rmsprop: decay of the squared-gradient average
+    momentum: float = 0.0  # rmsprop, sgd: 0 = no momentum
+    epsilon: float = 1e-7  # rmsprop: inside the square root; adam, nadam: outside, as Keras
+    centered: bool = False  # rmsprop: subtract the squared mean gradient in the denominator
+    beta_1: float | None = None  # adam, adamw, nadam: first-moment decay (Keras 0.9)
+    beta_2: float | None = None  # adam, adamw, nadam: second-moment decay (Keras 0.999)
+    amsgrad: bool | None = None  # adam, adamw: keep the running max of v (Keras False)
+    nesterov: bool | None = None  # sgd: Nesterov momentum (Keras False)
+    weight_decay: float | None = None  # decoupled: w -= w * weight_decay * lr (adamw: 0.004)
     clipvalue: float | None = None  # clip each gradient element to [-v, v]
     clipnorm: float | None = None  # clip each gradient tensor to this L2 norm
     global_clipnorm: float | None = None  # clip all gradients together to this L2 norm
@@ -91,11 +96,16 @@ class Experiment:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples as lists, None dropped) for TOML/JSON. A CNN's model table
         leaves out `hidden` and `dropout`, which only an MLP uses, so a run's config.toml does
-        not show settings the network does not have."""
+        not show settings the network does not have; likewise the optimizer table leaves out
+        the arguments of other optimisers."""
         data = plain(dataclasses.asdict(self))
         if self.model.kind == "cnn":
             for key in MLP_ONLY:
                 data["model"].pop(key, None)
+        from mnistlab.config.optimizers import foreign_args
+
+        for key in foreign_args(self.optimizer.name, list(data["optimizer"])):
+            data["optimizer"].pop(key)
         return data
 
 

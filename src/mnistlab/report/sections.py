@@ -3,11 +3,11 @@ per layer, how totals are obtained, shallow vs deep capacity) computed from the 
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 
 from mnistlab.config.load import experiment_from_dict
+from mnistlab.config.optimizers import OPTIMIZER_ARGS
 from mnistlab.config.sections import OptimizerConfig
 from mnistlab.errors import MnistlabError
 from mnistlab.report.compare import EXPERIMENTS, Group
@@ -15,7 +15,8 @@ from mnistlab.report.document import Block, Bullets, Heading, Math, Para, Table
 
 __all__ = ["optimizer_section", "complexity_section", "chosen_group", "model_layers"]
 
-OPTIMIZER_TITLES = {"rmsprop": "RMSprop"}
+OPTIMIZER_TITLES = {"rmsprop": "RMSprop", "adam": "Adam", "adamw": "AdamW", "nadam": "Nadam",
+                    "sgd": "SGD"}
 RMSPROP_EQUATIONS = (
     r"v_t = \rho\, v_{t-1} + (1-\rho)\, g_t^2",
     r"\Delta_t = \frac{\eta\, g_t}{\sqrt{v_t + \epsilon}}",
@@ -25,6 +26,23 @@ CENTERED_EQUATIONS = (
     r"\bar{g}_t = \rho\, \bar{g}_{t-1} + (1-\rho)\, g_t, \qquad "
     r"\Delta_t = \frac{\eta\, g_t}{\sqrt{v_t - \bar{g}_t^2 + \epsilon}}",
 )
+ADAM_EQUATIONS = (
+    r"m_t = \beta_1 m_{t-1} + (1-\beta_1)\, g_t, \qquad "
+    r"v_t = \beta_2 v_{t-1} + (1-\beta_2)\, g_t^2",
+    r"w_t = w_{t-1} - \eta\, \frac{\sqrt{1-\beta_2^t}}{1-\beta_1^t}\, "
+    r"\frac{m_t}{\sqrt{v_t} + \epsilon}",
+)
+NADAM_EQUATIONS = (
+    r"u_t = \beta_1 \left(1 - 0.5 \cdot 0.96^{t}\right), \qquad "
+    r"\Pi_t = \prod_{i=1}^{t} u_i",
+    r"\hat{m}_t = \frac{u_{t+1}\, m_t}{1 - \Pi_t u_{t+1}} + \frac{(1-u_t)\, g_t}{1 - \Pi_t}, "
+    r"\qquad w_t = w_{t-1} - \frac{\eta\, \hat{m}_t}{\sqrt{v_t / (1-\beta_2^t)} + \epsilon}",
+)
+SGD_EQUATIONS = (
+    r"m_t = \mu\, m_{t-1} - \eta\, g_t, \qquad w_t = w_{t-1} + m_t"
+    r"\quad (\text{nesterov: } w_t = w_{t-1} + \mu\, m_t - \eta\, g_t)",
+)
+DECAY_EQUATION = r"w \leftarrow w - \lambda\, \eta\, w \quad \text{(before each update)}"
 LOSS_EQUATIONS = (
     r"\hat{y}_i = \frac{e^{z_i}}{\sum_{j=1}^{K} e^{z_j}}",
     r"L = -\sum_{i=1}^{K} y_i \log \hat{y}_i",
@@ -32,36 +50,63 @@ LOSS_EQUATIONS = (
 )
 
 
+def _optimizer_of(g: Group) -> tuple[str, dict]:
+    """The group's optimiser name and its own arguments (Keras defaults where config.toml
+    leaves one out, as configs written before that argument existed do)."""
+    table = g.config.get("optimizer", {})
+    name = str(table.get("name", OptimizerConfig().name))
+    own = OPTIMIZER_ARGS.get(name, {})
+    return name, {k: table.get(k, default) for k, default in own.items()}
+
+
 def optimizer_section(groups: Sequence[Group]) -> list[Block]:
     """Arguments as configured in every run (config.toml), update equations, loss."""
-    defaults = {f.name: f.default for f in dataclasses.fields(OptimizerConfig)}
+    used = [_optimizer_of(g) for g in groups]
+    args = list(dict.fromkeys(["name", *(k for _, own in used for k in own)]))
     rows = []
-    for arg in defaults:
+    for arg in args:
         by_value: dict[str, list[str]] = {}
-        for g in groups:
-            value = g.config.get("optimizer", {}).get(arg, defaults[arg])
+        for g, (name, own) in zip(groups, used, strict=True):
+            if arg != "name" and arg not in own:
+                continue
+            value = name if arg == "name" else own[arg]
             by_value.setdefault("not set" if value is None else str(value), []).append(g.label)
         for value, labels in by_value.items():
             who = f"all {len(groups)} configurations" if len(labels) == len(groups) else (
                 ", ".join(labels))
             rows.append((arg, value, who))
-    names = sorted({str(g.config.get("optimizer", {}).get("name", defaults["name"]))
-                    for g in groups})
-    centered = any(g.config.get("optimizer", {}).get("centered", False) for g in groups)
+    names = sorted({name for name, _ in used})
+    centered = any(own.get("centered") for _, own in used)
+    decayed = any(own.get("weight_decay") for _, own in used)
     blocks: list[Block] = [
         Heading(2, "1. Optimiser and loss"),
         Para(f"The weights are optimised with "
              f"{', '.join(OPTIMIZER_TITLES.get(n, n) for n in names)} "
              "(Keras semantics), with these arguments, read from each run's config.toml:"),
         Table(("argument", "value", "used by"), tuple(rows)),
-        Para("Update of every weight w with gradient g at step t (η learning_rate, ρ rho, "
-             "μ momentum, ε epsilon; ε sits inside the square root as in Keras; with momentum "
-             "0 the update is simply w_t = w_{t-1} - Δ_t):"),
-        *[Math(eq) for eq in RMSPROP_EQUATIONS],
     ]
-    if centered:
-        blocks += [Para("Centered runs also track the mean gradient and subtract its square:"),
-                   *[Math(eq) for eq in CENTERED_EQUATIONS]]
+    if "rmsprop" in names:
+        blocks += [
+            Para("RMSprop's update of every weight w with gradient g at step t (η learning_rate, "
+                 "ρ rho, μ momentum, ε epsilon; ε sits inside the square root as in Keras; with "
+                 "momentum 0 the update is simply w_t = w_{t-1} - Δ_t):"),
+            *[Math(eq) for eq in RMSPROP_EQUATIONS]]
+        if centered:
+            blocks += [Para("Centered runs also track the mean gradient and subtract its square:"),
+                       *[Math(eq) for eq in CENTERED_EQUATIONS]]
+    if {"adam", "adamw"} & set(names):
+        blocks += [Para("Adam's update (β₁ beta_1, β₂ beta_2; ε is added to the uncorrected √v "
+                        "as in Keras; with amsgrad, v_t is replaced by its running maximum):"),
+                   *[Math(eq) for eq in ADAM_EQUATIONS]]
+    if "nadam" in names:
+        blocks += [Para("Nadam's update (m_t, v_t as in Adam; Keras 3's momentum cache u_t):"),
+                   *[Math(eq) for eq in NADAM_EQUATIONS]]
+    if "sgd" in names:
+        blocks += [Para("SGD's update (μ momentum; with momentum 0, w_t = w_{t-1} - η g_t):"),
+                   *[Math(eq) for eq in SGD_EQUATIONS]]
+    if decayed:
+        blocks += [Para("Decoupled weight decay (λ weight_decay), as Keras applies it:"),
+                   Math(DECAY_EQUATION)]
     blocks += [
         Para("Cost function: categorical cross-entropy on the softmax output (z the K = 10 "
              "logits, y the one-hot label); training minimises its mean J over each batch of B "

@@ -21,6 +21,7 @@ import torch
 
 from mnistlab.atomic import atomic_write_text
 from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
+from mnistlab.config.optimizers import optimizer_text
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
 from mnistlab.data.registry import DatasetSpec
@@ -121,7 +122,8 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
             write_status(run_dir, "running")
             atomic_write_text(run_dir / "config.toml", to_toml(exp))
             atomic_write_text(run_dir / "summary.txt",
-                              summary_text(exp.model, in_shape, n_classes, title=exp.output.name))
+                              summary_text(exp.model, in_shape, n_classes, title=exp.output.name)
+                              + f"Optimizer: {optimizer_text(exp.optimizer)}\n")
         except BaseException:  # disk full, folder gone, Ctrl-C: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
