@@ -1,0 +1,131 @@
+"""Layers beyond the lab's (batchnorm, activation, avgpool2d, globalavgpool2d, conv2d use_bias):
+Keras's formulas written out in NumPy, Keras's parameter counts, and the load-time rules."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mnistlab.config.load import load_experiment
+from mnistlab.config.sections import ModelConfig
+from mnistlab.errors import ConfigError
+from mnistlab.fast.chunking import preferred_chunk_size
+from mnistlab.fast.switch import plan_for
+from mnistlab.nn.build import build_model
+from mnistlab.nn.keras_layers import AvgPoolSame, KerasBatchNorm
+from mnistlab.nn.summary import count_parameters, describe_layers, summary_text
+
+BN_CNN = (
+    '[{type="conv2d", filters=8, kernel_size=3, padding="same", activation="linear",'
+    ' use_bias=false}, {type="batchnorm"}, {type="activation", activation="relu"},'
+    ' {type="maxpool2d"}, {type="conv2d", filters=6, kernel_size=3}, {type="batchnorm"},'
+    ' {type="avgpool2d", pool_size=3, strides=2, padding="same"}, {type="dropout", rate=0.25},'
+    ' {type="globalavgpool2d"}, {type="dense", units=12}]'
+)
+
+
+def _model_cfg(layers: str = BN_CNN) -> ModelConfig:
+    return load_experiment("cnn/template", [f"model.layers={layers}"]).model
+
+
+def test_batchnorm_follows_kerass_formulas_in_training_and_inference():
+    """Keras 3: y = gamma (x - mean) / sqrt(var + eps) + beta with the batch's biased variance
+    in training, moving = moving * momentum + batch * (1 - momentum); moving moments when not."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 3.0, (5, 4, 3, 3)).astype(np.float32)
+    bn = KerasBatchNorm(4)
+    with torch.no_grad():
+        bn.weight.copy_(torch.tensor([1.0, 2.0, 0.5, -1.0]))
+        bn.bias.copy_(torch.tensor([0.0, 1.0, -1.0, 3.0]))
+    gamma, beta = bn.weight.detach().numpy()[None, :, None, None], bn.bias.detach().numpy()[
+        None, :, None, None]
+    mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))  # NumPy's var is the biased one
+    y = bn.train()(torch.from_numpy(x)).detach().numpy()
+    expect = gamma * (x - mean[None, :, None, None]) / np.sqrt(
+        var[None, :, None, None] + 1e-3) + beta
+    np.testing.assert_allclose(y, expect, rtol=1e-5, atol=1e-5)
+    moving_mean, moving_var = 0.01 * mean, 0.99 + 0.01 * var
+    np.testing.assert_allclose(bn.moving_mean.numpy(), moving_mean, rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), moving_var, rtol=1e-5)
+    y_eval = bn.eval()(torch.from_numpy(x)).detach().numpy()
+    expect_eval = gamma * (x - moving_mean[None, :, None, None]) / np.sqrt(
+        moving_var[None, :, None, None] + 1e-3) + beta
+    np.testing.assert_allclose(y_eval, expect_eval, rtol=1e-5, atol=1e-5)
+
+
+def _avg_pool_same_reference(x: np.ndarray, k: int, s: int) -> np.ndarray:
+    """TensorFlow's 'same' average pool: windows start at i * s - pad_before, the padding (odd
+    pixel at the end) is excluded from each window's count."""
+    b, c, h, w = x.shape
+    out_h, out_w = math.ceil(h / s), math.ceil(w / s)
+    top = max((out_h - 1) * s + k - h, 0) // 2
+    left = max((out_w - 1) * s + k - w, 0) // 2
+    out = np.zeros((b, c, out_h, out_w), np.float64)
+    for i in range(out_h):
+        for j in range(out_w):
+            r0, c0 = i * s - top, j * s - left
+            win = x[:, :, max(r0, 0):min(r0 + k, h), max(c0, 0):min(c0 + k, w)]
+            out[:, :, i, j] = win.mean(axis=(2, 3))
+    return out
+
+
+@pytest.mark.parametrize(("size", "k", "s"), [(7, 2, 2), (7, 3, 2), (6, 3, 1), (5, 2, 3)])
+def test_avgpool_same_excludes_the_padding_like_keras(size, k, s):
+    x = np.random.default_rng(1).normal(size=(2, 3, size, size)).astype(np.float32)
+    cfg = _model_cfg(f'[{{type="avgpool2d", pool_size={k}, strides={s}, padding="same"}},'
+                     ' {type="flatten"}]')
+    model = build_model(cfg, (size, size), 10, seed=0)
+    pool = next(m for m in model if isinstance(m, AvgPoolSame))
+    np.testing.assert_allclose(pool(torch.from_numpy(x)).numpy(),
+                               _avg_pool_same_reference(x, k, s), rtol=1e-5, atol=1e-6)
+    shape = describe_layers(cfg, (size, size))[0].output_shape
+    assert shape == (math.ceil(size / s), math.ceil(size / s), 1)
+
+
+def test_parameter_counts_equal_kerass():
+    """Keras: Conv2D(8, 3, use_bias=False) on 1 channel 72; BatchNormalization(8) 32 (16
+    trainable); Conv2D(6, 3) on 8 channels 438; BatchNormalization(6) 24 (12 trainable);
+    Dense(12) after GlobalAveragePooling2D 84; Dense(10) 130."""
+    cfg = _model_cfg()
+    infos = describe_layers(cfg, (28, 28))
+    assert [i.params for i in infos if i.params] == [72, 32, 438, 24, 84, 130]
+    assert [i.non_trainable for i in infos if i.non_trainable] == [16, 12]
+    assert count_parameters(cfg, (28, 28)) == 780
+    model = build_model(cfg, (28, 28), 10, seed=0)
+    trainable = sum(p.numel() for p in model.parameters())
+    buffers = sum(b.numel() for b in model.buffers())
+    assert (trainable, buffers) == (780 - 28, 28)
+    text = summary_text(cfg, (28, 28))
+    assert "Trainable params: 752" in text and "Non-trainable params: 28" in text
+    assert "BatchNormalization" in text and "GlobalAveragePooling2D" in text
+
+
+def test_fast_model_matches_stock_with_the_new_layers():
+    cfg = _model_cfg()
+    exp = load_experiment("cnn/template")
+    stock = build_model(cfg, (28, 28), 10, seed=0)
+    fast = plan_for(build_model(cfg, (28, 28), 10, seed=0), exp.training, cfg).model
+    x = torch.rand(16, 28, 28)
+    for mode in (True, False):
+        stock.train(mode)
+        fast.train(mode)
+        torch.manual_seed(3)
+        a = stock(x)
+        torch.manual_seed(3)
+        b = fast(x)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    assert preferred_chunk_size(fast, cfg) is None  # batchnorm mixes samples: never chunked
+
+
+def test_bad_layers_are_refused_with_field_value_and_rule():
+    with pytest.raises(ConfigError, match=r"'batchnorm'"):
+        _model_cfg('[{type="batchnrom"}, {type="flatten"}]')
+    with pytest.raises(ConfigError, match=r"training.chunk_size = 64 .* batchnorm"):
+        load_experiment("cnn/template", [f"model.layers={BN_CNN}", "training.chunk_size=64"])
+    with pytest.raises(ConfigError, match=r"momentum"):
+        _model_cfg('[{type="batchnorm", momentum=1.0}, {type="flatten"}]')
+    with pytest.raises(ConfigError, match=r"globalavgpool2d"):
+        _model_cfg('[{type="flatten"}, {type="globalavgpool2d"}]')
