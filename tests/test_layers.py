@@ -3,12 +3,15 @@ Keras's formulas written out in NumPy, Keras's parameter counts, and the load-ti
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
+import mnistlab
 from mnistlab.config.load import load_experiment
 from mnistlab.config.sections import ModelConfig
 from mnistlab.errors import ConfigError
@@ -129,3 +132,64 @@ def test_bad_layers_are_refused_with_field_value_and_rule():
         _model_cfg('[{type="batchnorm", momentum=1.0}, {type="flatten"}]')
     with pytest.raises(ConfigError, match=r"globalavgpool2d"):
         _model_cfg('[{type="flatten"}, {type="globalavgpool2d"}]')
+
+
+FAST_CASES = {
+    "conv without bias": '[{type="conv2d", filters=4, kernel_size=3, use_bias=false},'
+                         ' {type="maxpool2d"}, {type="flatten"}]',
+    "batchnorm + activation": '[{type="conv2d", filters=4, kernel_size=3, activation="linear",'
+                              ' use_bias=false}, {type="batchnorm"},'
+                              ' {type="activation", activation="relu"}, {type="maxpool2d"},'
+                              ' {type="flatten"}]',
+    "avgpool same": '[{type="conv2d", filters=4, kernel_size=3}, {type="avgpool2d",'
+                    ' pool_size=3, strides=2, padding="same"}, {type="flatten"}]',
+    "avgpool valid + global": '[{type="conv2d", filters=4, kernel_size=3},'
+                              ' {type="avgpool2d"}, {type="globalavgpool2d"}]',
+    "activation around a pool": '[{type="conv2d", filters=4, kernel_size=3,'
+                                ' activation="linear"}, {type="activation", activation="elu"},'
+                                ' {type="maxpool2d"}, {type="activation", activation="tanh"},'
+                                ' {type="flatten"}]',
+}
+
+
+@pytest.mark.parametrize("layers", FAST_CASES.values(), ids=FAST_CASES.keys())
+def test_fast_path_equals_stock_with_each_new_layer(layers):
+    """Outputs, gradients and BatchNorm's moving moments agree fast on and off, in training
+    mode; a model with batchnorm is never trained in chunks."""
+    exp = load_experiment("cnn/template", [f"model.layers={layers}"])
+    stock = build_model(exp.model, (28, 28), 10, seed=0)
+    plan = plan_for(copy.deepcopy(stock), exp.training, exp.model)
+    fast = plan.model
+    assert list(fast.state_dict()) == list(stock.state_dict())  # weights load either way
+    x = torch.rand(8, 28, 28, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(8) % 10
+    out, ref = fast.train()(x), stock.train()(x)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    nn.functional.cross_entropy(out, y).backward()
+    nn.functional.cross_entropy(ref, y).backward()
+    for (name, p), q in zip(fast.named_parameters(), stock.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    reference = stock.state_dict()
+    for name, value in fast.state_dict().items():  # BatchNorm's moving moments included
+        torch.testing.assert_close(value, reference[name], msg=name)
+    torch.testing.assert_close(fast.eval()(x), stock.eval()(x), rtol=1e-5, atol=1e-5)
+    if "batchnorm" in layers:
+        assert not any("chunks" in a for a in plan.applied)
+
+
+def test_one_epoch_with_batchnorm_and_global_average_pooling(tiny_dataset, tmp_path):
+    """End to end on the tiny IDX fixture: the run completes, records Keras's parameter count
+    (moving moments included) and saves the moving moments in model.pt."""
+    layers = ('[{type="conv2d", filters=4, kernel_size=3, use_bias=false, activation="linear"},'
+              ' {type="batchnorm"}, {type="activation", activation="relu"},'
+              ' {type="globalavgpool2d"}]')
+    exp = load_experiment("cnn/template", [f"model.layers={layers}", "training.epochs=1",
+                                           "output.plots=false"])
+    run = mnistlab.run_experiment(exp, runs_dir=tmp_path / "runs")
+    assert len(run.history["loss"]) == 1 and math.isfinite(run.history["loss"][0])
+    assert run.metrics["fast"] and not any("chunks" in a for a in run.metrics["fast"])
+    # 36 kernel weights + 16 (BatchNorm, 8 trainable) + Dense 4 -> 10: 50
+    assert run.metrics["params"] == 36 + 16 + 50 == count_parameters(exp.model, (28, 28))
+    saved = torch.load(run.run_dir / "model.pt", weights_only=True)
+    moving = [k for k in saved if k.endswith(("moving_mean", "moving_variance"))]
+    assert len(moving) == 2 and not torch.equal(saved[moving[0]], torch.zeros(4))
