@@ -59,6 +59,60 @@ def test_batchnorm_follows_kerass_formulas_in_training_and_inference():
     np.testing.assert_allclose(y_eval, expect_eval, rtol=1e-5, atol=1e-5)
 
 
+
+def test_batchnorm_moving_moments_after_a_few_steps_and_its_gradient():
+    """Three training steps of a (B, F) input against the NumPy recurrence with momentum 0.9,
+    then the gradient of sum(y * w) against the batch-norm backward formula."""
+    rng = np.random.default_rng(2)
+    bn = KerasBatchNorm(3, momentum=0.9, epsilon=1e-2).train()
+    mean_ref, var_ref = np.zeros(3), np.ones(3)
+    for _ in range(3):
+        x = rng.normal(1.0, 2.0, (6, 3))
+        bn(torch.tensor(x, dtype=torch.float32))
+        mean_ref = mean_ref * 0.9 + x.mean(axis=0) * 0.1
+        var_ref = var_ref * 0.9 + x.var(axis=0) * 0.1
+    np.testing.assert_allclose(bn.moving_mean.numpy(), mean_ref, rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), var_ref, rtol=1e-5)
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    w = rng.normal(size=(6, 3))
+    (bn.double()(xt) * torch.from_numpy(w)).sum().backward()
+    n, inv = x.shape[0], 1.0 / np.sqrt(x.var(axis=0) + 1e-2)
+    xhat = (x - x.mean(axis=0)) * inv
+    dx = inv / n * (n * w - w.sum(axis=0) - xhat * (w * xhat).sum(axis=0))  # gamma = 1
+    np.testing.assert_allclose(xt.grad.numpy(), dx, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(bn.weight.grad.numpy(), (w * xhat).sum(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(bn.bias.grad.numpy(), w.sum(axis=0), rtol=1e-6)
+
+
+def test_global_average_pooling_is_the_mean_of_each_map():
+    cfg = _model_cfg('[{type="conv2d", filters=5, kernel_size=3}, {type="globalavgpool2d"}]')
+    model = build_model(cfg, (28, 28), 10, seed=0)
+    x = torch.rand(4, 28, 28, generator=torch.Generator().manual_seed(0))
+    maps = model[:3](x).detach().numpy()  # ImagesIn, Conv2d, ReLU: (4, 5, 26, 26)
+    pooled = model[3](torch.from_numpy(maps)).numpy()
+    np.testing.assert_allclose(pooled, maps.reshape(4, 5, -1).mean(axis=2), rtol=1e-6)
+    assert [i.output_shape for i in describe_layers(cfg, (28, 28))][:2] == [(26, 26, 5), (5,)]
+    assert count_parameters(cfg, (28, 28)) == 50 + 60  # Conv 3x3x1x5 + 5; Dense 5x10 + 10
+
+
+def test_conv_then_batchnorm_counts_like_keras():
+    """Keras: Conv2D(16, 3) on 28x28x1 has 3*3*1*16 + 16 = 160 parameters, then
+    BatchNormalization 4 x 16 = 64 (32 trainable, 32 non-trainable); with use_bias=False the
+    convolution has 144."""
+    for bias, conv in (("true", 160), ("false", 144)):
+        cfg = _model_cfg(f'[{{type="conv2d", filters=16, kernel_size=3, use_bias={bias}}},'
+                         ' {type="batchnorm"}, {type="flatten"}]')
+        infos = describe_layers(cfg, (28, 28))
+        assert [i.params for i in infos[:2]] == [conv, 64]
+        assert (infos[1].trainable, infos[1].non_trainable) == (32, 32)
+        dense = 26 * 26 * 16 * 10 + 10
+        text = summary_text(cfg, (28, 28))
+        assert f"Trainable params: {conv + 32 + dense:,}" in text
+        assert "Non-trainable params: 32" in text
+        model = build_model(cfg, (28, 28), 10, seed=0)
+        assert sum(p.numel() for p in model.parameters()) == conv + 32 + dense
+        assert (model[1].bias is None) == (bias == "false")
+
 def _avg_pool_same_reference(x: np.ndarray, k: int, s: int) -> np.ndarray:
     """TensorFlow's 'same' average pool: windows start at i * s - pad_before, the padding (odd
     pixel at the end) is excluded from each window's count."""
@@ -123,15 +177,34 @@ def test_fast_model_matches_stock_with_the_new_layers():
     assert preferred_chunk_size(fast, cfg) is None  # batchnorm mixes samples: never chunked
 
 
-def test_bad_layers_are_refused_with_field_value_and_rule():
-    with pytest.raises(ConfigError, match=r"'batchnorm'"):
-        _model_cfg('[{type="batchnrom"}, {type="flatten"}]')
-    with pytest.raises(ConfigError, match=r"training.chunk_size = 64 .* batchnorm"):
+@pytest.mark.parametrize(("layers", "message"), [
+    ('[{type="batchnrom"}, {type="flatten"}]',
+     r"model.layers\[0\].type must be one of .*; got 'batchnrom' \(did you mean 'batchnorm'\?\)"),
+    ('[{type="globalavgpoll2d"}]', r"did you mean 'globalavgpool2d'"),
+    ('[{type="batchnorm", momentum=1.0}, {type="flatten"}]',
+     r"model.layers\[0\].momentum must be a number in \[0, 1\); got 1.0"),
+    ('[{type="batchnorm", epsilon=0}, {type="flatten"}]', r"epsilon must be a number in \(0, 1\]"),
+    ('[{type="avgpool2d", pool_size=0}, {type="flatten"}]',
+     r"model.layers\[0\].pool_size must be an int in \[1, 28\]; got 0"),
+    ('[{type="avgpool2d", pool_size=29}, {type="flatten"}]', r"pool_size .*; got 29"),
+    ('[{type="maxpool2d", pool_size=5}, {type="avgpool2d", pool_size=6}, {type="flatten"}]',
+     r"model.layers\[1\] \(avgpool2d\) would produce an empty output"),
+    ('[{type="avgpool2d", padding="full"}, {type="flatten"}]', r"padding must be one of"),
+    ('[{type="activation"}, {type="flatten"}]', r"layers\[0\] \(activation\) needs 'activation'"),
+    ('[{type="conv2d", filters=3, kernel_size=3, use_bias="no"}, {type="flatten"}]',
+     r"use_bias must be true or false; got 'no'"),
+    ('[{type="flatten"}, {type="globalavgpool2d"}]', r"globalavgpool2d\) needs an HxWxC input"),
+])
+def test_bad_layers_are_refused_with_field_value_and_rule(layers, message):
+    with pytest.raises(ConfigError, match=message):
+        _model_cfg(layers)
+
+
+def test_batchnorm_with_an_explicit_chunk_size_is_refused():
+    with pytest.raises(ConfigError, match=r"training.chunk_size = 64 .* exact only when no layer "
+                                          r"mixes samples; this model has batchnorm"):
         load_experiment("cnn/template", [f"model.layers={BN_CNN}", "training.chunk_size=64"])
-    with pytest.raises(ConfigError, match=r"momentum"):
-        _model_cfg('[{type="batchnorm", momentum=1.0}, {type="flatten"}]')
-    with pytest.raises(ConfigError, match=r"globalavgpool2d"):
-        _model_cfg('[{type="flatten"}, {type="globalavgpool2d"}]')
+    assert load_experiment("cnn/template", [f"model.layers={BN_CNN}"]).training.chunk_size == 0
 
 
 FAST_CASES = {
