@@ -266,3 +266,13 @@ def test_one_epoch_with_batchnorm_and_global_average_pooling(tiny_dataset, tmp_p
     saved = torch.load(run.run_dir / "model.pt", weights_only=True)
     moving = [k for k in saved if k.endswith(("moving_mean", "moving_variance"))]
     assert len(moving) == 2 and not torch.equal(saved[moving[0]], torch.zeros(4))
+
+
+def test_summary_columns_stay_aligned_with_long_keras_names():
+    cfg = _model_cfg('[{type="conv2d", filters=4, kernel_size=3}, {type="batchnorm"},'
+                     ' {type="globalavgpool2d"}]')
+    lines = summary_text(cfg, (28, 28)).splitlines()
+    column = lines[2].index("Output shape")
+    rows = {line.split()[1]: line for line in lines[4:8]}
+    assert rows["(BatchNormalization)"].index("26x26x4") == column
+    assert rows["(GlobalAveragePooling2D)"][column:].split()[:2] == ["4", "0"]

@@ -119,17 +119,20 @@ def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int 
     infos = describe_layers(cfg, input_shape, n_classes)
     in_shape = model_input_shape(cfg, input_shape)
     lines = [f"Model: {title}" if title else "Model", ""]
-    lines.append(f"{'Layer (type)':<28}{'Output shape':<18}{'Weights':>12}{'Biases':>10}"
+    names = [f"{i.name} ({i.kind})" for i in infos]
+    width = max([28, *(len(n) + 2 for n in names)])  # GlobalAveragePooling2D needs more
+    rule = "-" * (width + 64)
+    lines.append(f"{'Layer (type)':<{width}}{'Output shape':<18}{'Weights':>12}{'Biases':>10}"
                  f"{'Params':>12}  Activation")
-    lines.append("-" * 92)
-    lines.append(f"{'input (Input)':<28}{shape_text(in_shape):<18}{0:>12}{0:>10}{0:>12}")
-    for i in infos:
+    lines.append(rule)
+    lines.append(f"{'input (Input)':<{width}}{shape_text(in_shape):<18}{0:>12}{0:>10}{0:>12}")
+    for i, name in zip(infos, names, strict=True):
         if i.kind == "Flatten" and len(in_shape) == 1:
             continue  # features are already a vector (HOG): flattening changes nothing
-        lines.append(f"{i.name + ' (' + i.kind + ')':<28}{shape_text(i.output_shape):<18}"
+        lines.append(f"{name:<{width}}{shape_text(i.output_shape):<18}"
                      f"{_fmt(i.weights):>12}{_fmt(i.biases):>10}{_fmt(i.params):>12}"
                      + (f"  {i.activation}" if i.activation else ""))
-    lines.append("-" * 92)
+    lines.append(rule)
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
     frozen = sum(i.non_trainable for i in infos)
     lines.append(f"Total params: {_fmt(weights + biases + frozen)} ({_fmt(weights)} weights + "
