@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -276,3 +277,18 @@ def test_summary_columns_stay_aligned_with_long_keras_names():
     rows = {line.split()[1]: line for line in lines[4:8]}
     assert rows["(BatchNormalization)"].index("26x26x4") == column
     assert rows["(GlobalAveragePooling2D)"][column:].split()[:2] == ["4", "0"]
+
+
+def test_example_batchnorm_file_loads_with_kerass_counts():
+    """examples/cnn-batchnorm.toml validates; Keras: bias-free 3x3 convolutions 1->16->16->32->32
+    (144 + 2,304 + 4,608 + 9,216), BatchNormalization 4 per channel over 16+16+32+32 channels,
+    Dense 32 -> 10 (330)."""
+    root = Path(__file__).resolve().parents[1]
+    exp = load_experiment(str(root / "examples" / "cnn-batchnorm.toml"))
+    conv = 9 * (1 * 16 + 16 * 16 + 16 * 32 + 32 * 32)
+    channels = 16 + 16 + 32 + 32
+    assert count_parameters(exp.model, (28, 28)) == conv + 4 * channels + 330
+    text = summary_text(exp.model, (28, 28))
+    assert f"Non-trainable params: {2 * channels}" in text
+    assert exp.training.chunk_size == 0 and exp.data.validation == 0.1
+    assert "examples/cnn-batchnorm.toml" in (root / "README.md").read_text()

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "BLOCK_NORMS", "DataConfig", "FeaturesConfig",
-           "ModelConfig", "OptimizerConfig", "TrainingConfig", "OutputConfig", "Experiment",
+           "ModelConfig", "OptimizerConfig", "TrainingConfig", "AugmentationConfig",
+           "OutputConfig", "Experiment",
            "SECTIONS", "TOP_LEVEL_KEYS", "MLP_ONLY", "plain"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "softplus", "linear")
@@ -73,6 +74,18 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class AugmentationConfig:
+    rotation: float = 0.0  # Keras RandomRotation factor: angle uniform in +-rotation x 360 deg
+    shift: float = 0.0  # Keras RandomTranslation factor: +-shift x image size, each axis
+    zoom: float = 0.0  # Keras RandomZoom factor: scale 1 + U(-zoom, zoom); > 0 zooms out
+    fill_mode: str = "constant"  # constant (zeros) | nearest (edge pixels), for what comes in
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rotation or self.shift or self.zoom)
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     name: str = ""  # run name (slug); defaults to the preset or file name
     plots: bool = True  # write loss/accuracy/confusion PNGs into the run
@@ -85,6 +98,7 @@ class Experiment:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     description: str = ""  # one line shown by `mnistlab presets`
 
@@ -96,6 +110,8 @@ class Experiment:
         if self.model.kind == "cnn":
             for key in MLP_ONLY:
                 data["model"].pop(key, None)
+        if not self.augmentation.active:  # off: left out, so earlier runs keep their digest
+            data.pop("augmentation")
         return data
 
 
@@ -106,6 +122,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "optimizer": OptimizerConfig,
     "training": TrainingConfig,
+    "augmentation": AugmentationConfig,
     "output": OutputConfig,
 }
 TOP_LEVEL_KEYS = ("description", "base")
