@@ -135,3 +135,13 @@ def test_augmentation_is_exact_under_kill_9_and_resume(tmp_path):
     fast = json.loads((run_dir / "metrics.json").read_text())["fast"]
     assert any("augmented" in f for f in fast) and not any("sparse rest" in f for f in fast)
     assert "[augmentation]" in (run_dir / "config.toml").read_text()
+
+
+def test_summary_shows_the_augmentation(capsys):
+    from mnistlab.commands.main import main
+
+    assert main(["summary", "cnn/final", "--set", "augmentation.rotation=0.05",
+                 "--set", "augmentation.zoom=0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "Augmentation (training batches only, fill constant): rotation +-18 deg" in out
+    assert "zoom x0.9 to x1.1" in out

@@ -84,6 +84,16 @@ class AugmentationConfig:
     def active(self) -> bool:
         return bool(self.rotation or self.shift or self.zoom)
 
+    def describe(self) -> str:
+        """One line for `mnistlab summary`: what each training batch goes through."""
+        if not self.active:
+            return "Augmentation: none"
+        parts = [f"rotation +-{self.rotation * 360:g} deg" if self.rotation else "",
+                 f"shift +-{self.shift:g} x size" if self.shift else "",
+                 f"zoom x{1 - self.zoom:g} to x{1 + self.zoom:g}" if self.zoom else ""]
+        return (f"Augmentation (training batches only, fill {self.fill_mode}): "
+                + ", ".join(p for p in parts if p))
+
 
 @dataclass(frozen=True)
 class OutputConfig:
