@@ -100,8 +100,9 @@ def test_shape_rules_match_the_built_network(layer, expected):
     ([{"type": "conv2d", "filters": 9, "kernel_size": 3}],
      "the output Dense(10) layer appended after model.layers must come after a flatten"),
     ([{"type": "conv3d", "filters": 9}],
-     "model.layers[0].type must be one of 'conv2d', 'maxpool2d', 'dropout', 'flatten', 'dense'"
-     "; got 'conv3d' (did you mean 'conv2d'?)"),
+     "model.layers[0].type must be one of 'conv2d', 'maxpool2d', 'avgpool2d', 'globalavgpool2d', "
+     "'batchnorm', 'activation', 'dropout', 'flatten', 'dense'; got 'conv3d' (did you mean "
+     "'conv2d'?)"),
     ([{"type": "dense", "unit": 9}], "unknown key model.layers[0].unit for a dense layer"),
     ([{"type": "flatten"}, {"type": "dense"}], "model.layers[1] (dense) needs 'units'"),
     ([{"type": "flatten"}, {"type": "dense", "units": 0}],

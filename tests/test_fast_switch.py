@@ -20,6 +20,7 @@ from mnistlab.config.load import load_experiment
 from mnistlab.config.sections import ModelConfig, TrainingConfig
 from mnistlab.fast.openmp import FAST_ENV
 from mnistlab.fast.switch import fast_enabled, plan_for
+from mnistlab.nn import keras_layers
 from mnistlab.nn import modules as keras_modules
 from mnistlab.nn.build import build_model
 from mnistlab.runs.directory import read_history
@@ -28,9 +29,10 @@ PRESETS = ["raw/final", "cnn/final", "fashion/final"]
 
 
 def _is_stock(module: nn.Module) -> bool:
-    """A torch.nn module, or one of the three Keras-semantics modules of mnistlab.nn.modules."""
+    """A torch.nn module, or one of the Keras-semantics modules of mnistlab.nn."""
     return type(module).__module__.startswith("torch.nn") or type(module) in (
-        keras_modules.KerasDropout, keras_modules.ImagesIn, keras_modules.FlattenHWC)
+        keras_modules.KerasDropout, keras_modules.ImagesIn, keras_modules.FlattenHWC,
+        keras_layers.KerasBatchNorm, keras_layers.AvgPoolSame, keras_layers.GlobalAvgPool)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -110,7 +112,13 @@ def test_chunking_is_refused_for_layers_that_mix_samples(monkeypatch):
     model = build_model(exp.model, (28, 28), 10, seed=0)
     assert plan_for(model, exp.training, exp.model).eval_batch_size == 64
     assert preferred_chunk_size(model, exp.model) is not None
-    # no layer type mixes samples yet (batch normalisation would); pretend max pooling did
+    assert "batchnorm" in layers.SAMPLE_MIXING_LAYERS
+    bn = '[{type="conv2d", filters=4, kernel_size=3}, {type="batchnorm"}, {type="flatten"}]'
+    with pytest.raises(ConfigError, match=r"training.chunk_size = 64 .* batchnorm"):
+        load_experiment("cnn/template", [f"model.layers={bn}", "training.chunk_size=64"])
+    bn_exp = load_experiment("cnn/template", [f"model.layers={bn}"])
+    assert preferred_chunk_size(build_model(bn_exp.model, (28, 28), 10), bn_exp.model) is None
+    # the same list decides for any layer type: pretend max pooling mixed samples
     monkeypatch.setattr(layers, "SAMPLE_MIXING_LAYERS", frozenset({"maxpool2d"}))
     with pytest.raises(ConfigError, match=r"training.chunk_size = 64 .* maxpool2d"):
         load_experiment("cnn/template", ["training.chunk_size=64"])

@@ -233,6 +233,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
     n_classes = len(get_dataset(exp.data.dataset).class_names)
     print(summary_text(exp.model, feature_shape(exp.features), n_classes, exp.output.name), end="")
     print(f"Optimizer: {optimizer_text(exp.optimizer)}")
+    if exp.augmentation.active:
+        print(exp.augmentation.describe())
     if args.compare:
         other = load_experiment(args.compare)
         print()

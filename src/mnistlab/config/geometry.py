@@ -18,7 +18,8 @@ from mnistlab.config.layers import layer_specs
 from mnistlab.config.sections import BLOCK_NORMS, FeaturesConfig, ModelConfig
 from mnistlab.errors import ConfigError
 
-__all__ = ["IMAGE_SHAPE", "model_input_shape", "output_shapes", "layer_weights", "check_shapes",
+__all__ = ["IMAGE_SHAPE", "model_input_shape", "output_shapes", "layer_weights",
+           "layer_non_trainable", "check_shapes",
            "validate_hog_args", "hog_feature_length", "hog_kwargs", "feature_shape",
            "check_feature_args", "shape_text", "as_pair"]
 
@@ -40,7 +41,7 @@ def _conv_out(size: int, k: int, s: int, padding: str) -> int:
 def _next_shape(spec: dict, shape: tuple[int, ...]) -> tuple[int, ...]:
     """One layer's Keras output shape; ValueError says why the layer cannot take `shape`."""
     kind = spec["type"]
-    if kind in ("conv2d", "maxpool2d") and len(shape) != 3:
+    if kind in ("conv2d", "maxpool2d", "avgpool2d", "globalavgpool2d") and len(shape) != 3:
         raise ValueError(f"needs an HxWxC input but gets {shape_text(shape)}; put it before the "
                          "flatten layer")
     if kind == "dense" and len(shape) != 1:
@@ -49,13 +50,19 @@ def _next_shape(spec: dict, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (math.prod(shape),)
     if kind == "dense":
         return (spec["units"],)
-    if kind == "dropout":
+    if kind in ("dropout", "batchnorm", "activation"):
         return shape
     h, w, c = shape
+    if kind == "globalavgpool2d":
+        return (c,)
     if kind == "conv2d":
         k, s, pad = spec["kernel_size"], spec["strides"], spec["padding"]
         out = (_conv_out(h, k, s, pad), _conv_out(w, k, s, pad), spec["filters"])
         what = f"{k}x{k} '{pad}' convolution"
+    elif kind == "avgpool2d" and spec["padding"] == "same":
+        s = spec["strides"]
+        out = (math.ceil(h / s), math.ceil(w / s), c)
+        what = "'same' pooling"
     else:
         p, s = spec["pool_size"], spec["strides"]
         out = ((h - p) // s + 1 if h >= p else 0, (w - p) // s + 1 if w >= p else 0, c)
@@ -85,14 +92,23 @@ def output_shapes(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int
 
 def layer_weights(spec: dict, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
                   ) -> tuple[int, int]:
-    """(weights, biases) of one layer: Dense n_in x n_out + n_out, Conv2D k x k x c_in x c_out
-    + c_out, nothing for the others. Summaries and the memory estimate both count with it."""
+    """Trainable (weights, biases) of one layer: Dense n_in x n_out + n_out, Conv2D k x k x c_in
+    x c_out + c_out (no biases with use_bias = false), BatchNormalization gamma + beta (one each
+    per channel), nothing for the others. Summaries and the memory estimate both count with it."""
     if spec["type"] == "dense":
         return in_shape[-1] * out_shape[0], out_shape[0]
     if spec["type"] == "conv2d":
         k = spec["kernel_size"]
-        return k * k * in_shape[-1] * out_shape[-1], out_shape[-1]
+        return k * k * in_shape[-1] * out_shape[-1], out_shape[-1] if spec["use_bias"] else 0
+    if spec["type"] == "batchnorm":
+        return out_shape[-1], out_shape[-1]
     return 0, 0
+
+
+def layer_non_trainable(spec: dict, out_shape: tuple[int, ...]) -> int:
+    """Non-trainable values Keras counts as parameters: BatchNormalization's moving mean and
+    moving variance, one each per channel (so Keras shows 4 per channel, 2 trainable)."""
+    return 2 * out_shape[-1] if spec["type"] == "batchnorm" else 0
 
 
 def check_shapes(cfg: ModelConfig, input_shape: tuple[int, ...], source: str,

@@ -28,12 +28,24 @@ LAYER_RULES: dict[str, dict[str, Rule]] = {
         "padding": Rule("choice", choices=("same", "valid")),
         "activation": Rule("choice", choices=ACTIVATIONS),
         "kernel_initializer": Rule("choice", choices=INITIALIZERS),
+        "use_bias": Rule("bool"),
     },
     "maxpool2d": {
         "pool_size": Rule("int", 1, 28),
         "strides": Rule("int", 1, 28),
         "padding": Rule("choice", choices=("valid",)),
     },
+    "avgpool2d": {
+        "pool_size": Rule("int", 1, 28),
+        "strides": Rule("int", 1, 28),
+        "padding": Rule("choice", choices=("same", "valid")),
+    },
+    "globalavgpool2d": {},
+    "batchnorm": {
+        "momentum": Rule("float", 0.0, 1.0, high_open=True),
+        "epsilon": Rule("float", 0.0, 1.0, low_open=True),
+    },
+    "activation": {"activation": Rule("choice", choices=ACTIVATIONS)},
     "dropout": {"rate": Rule("float", 0.0, 1.0, high_open=True)},
     "flatten": {},
     "dense": {
@@ -44,14 +56,19 @@ LAYER_RULES: dict[str, dict[str, Rule]] = {
 }
 LAYER_REQUIRED: dict[str, tuple[str, ...]] = {
     "conv2d": ("filters", "kernel_size"), "maxpool2d": (), "dropout": ("rate",), "flatten": (),
-    "dense": ("units",),
+    "dense": ("units",), "avgpool2d": (), "globalavgpool2d": (), "batchnorm": (),
+    "activation": ("activation",),
 }
 LAYER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "conv2d": {"strides": 1, "padding": "valid"},  # Keras's defaults
+    "conv2d": {"strides": 1, "padding": "valid", "use_bias": True},  # Keras's defaults
     "maxpool2d": {"pool_size": 2, "padding": "valid"},  # strides default to pool_size
+    "avgpool2d": {"pool_size": 2, "padding": "valid"},
+    "batchnorm": {"momentum": 0.99, "epsilon": 1e-3},  # Keras BatchNormalization's defaults
 }
 KERAS_NAMES = {"conv2d": "Conv2D", "maxpool2d": "MaxPool2D", "dropout": "Dropout",
-                "flatten": "Flatten", "dense": "Dense"}
+                "flatten": "Flatten", "dense": "Dense", "avgpool2d": "AveragePooling2D",
+                "globalavgpool2d": "GlobalAveragePooling2D", "batchnorm": "BatchNormalization",
+                "activation": "Activation"}
 
 
 def check_layers(source: str, path: str, value: Any) -> tuple[dict[str, Any], ...]:
@@ -98,7 +115,7 @@ def layer_specs(cfg: ModelConfig, n_classes: int = 10) -> list[dict]:
             if kind in ("conv2d", "dense"):
                 spec.setdefault("activation", cfg.activation)
                 spec.setdefault("kernel_initializer", cfg.kernel_initializer)
-            if kind == "maxpool2d":
+            if kind in ("maxpool2d", "avgpool2d"):
                 spec.setdefault("strides", spec["pool_size"])
             specs.append(spec)
         specs.append({"type": "dense", "units": n_classes, "activation": "softmax",
@@ -116,7 +133,7 @@ def layer_specs(cfg: ModelConfig, n_classes: int = 10) -> list[dict]:
 # Layer types whose output for one sample depends on the other samples of the batch (batch
 # normalisation in training mode). Splitting a batch into chunks whose gradients are summed
 # (`training.chunk_size`) is exact only without them; this set is the one place that says so.
-SAMPLE_MIXING_LAYERS: frozenset[str] = frozenset()
+SAMPLE_MIXING_LAYERS: frozenset[str] = frozenset({"batchnorm"})
 
 
 def mixing_layers(specs: Iterable[dict]) -> list[str]:

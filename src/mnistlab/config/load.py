@@ -126,6 +126,11 @@ def _check_across_fields(exp: Experiment, source: str) -> None:
         _check_model_layers(exp, source)
     check_feature_args(exp.features, source)
     _check_chunking(exp, source)
+    if exp.augmentation.active and exp.features.kind != "raw":
+        raise ConfigError(
+            f"{source}: [augmentation] moves pixels, so it needs features.kind = \"raw\" "
+            f"(images); got features.kind = {exp.features.kind!r}. Remove [augmentation] or "
+            "train on raw pixels")
 
 
 def _check_chunking(exp: Experiment, source: str) -> None:

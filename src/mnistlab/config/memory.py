@@ -27,8 +27,10 @@ __all__ = ["MemoryEstimate", "estimate_training_memory", "machine_memory_bytes",
 FLOAT_BYTES = 4  # everything is trained in float32
 # Values kept per output value for the backward pass: Dense/Conv2D keep the pre-activation and
 # the activation, Dropout its output and its mask, MaxPool2D its output and int64 indices (two
-# floats' worth); Flatten is a view.
-_KEPT_PER_OUTPUT = {"dense": 2, "conv2d": 2, "dropout": 2, "maxpool2d": 3, "flatten": 0}
+# floats' worth); Flatten is a view; BatchNorm keeps its input and output, an Activation layer
+# its output, pools their output.
+_KEPT_PER_OUTPUT = {"dense": 2, "conv2d": 2, "dropout": 2, "maxpool2d": 3, "flatten": 0,
+                    "batchnorm": 2, "activation": 1, "avgpool2d": 1, "globalavgpool2d": 1}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "BLOCK_NORMS", "DataConfig", "FeaturesConfig",
-           "ModelConfig", "OptimizerConfig", "TrainingConfig", "OutputConfig", "Experiment",
+           "ModelConfig", "OptimizerConfig", "TrainingConfig", "AugmentationConfig",
+           "OutputConfig", "Experiment",
            "SECTIONS", "TOP_LEVEL_KEYS", "MLP_ONLY", "plain"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "softplus", "linear")
@@ -78,6 +79,28 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class AugmentationConfig:
+    rotation: float = 0.0  # Keras RandomRotation factor: angle uniform in +-rotation x 360 deg
+    shift: float = 0.0  # Keras RandomTranslation factor: +-shift x image size, each axis
+    zoom: float = 0.0  # Keras RandomZoom factor: scale 1 + U(-zoom, zoom); > 0 zooms out
+    fill_mode: str = "constant"  # constant (zeros) | nearest (edge pixels), for what comes in
+
+    @property
+    def active(self) -> bool:
+        return bool(self.rotation or self.shift or self.zoom)
+
+    def describe(self) -> str:
+        """One line for `mnistlab summary`: what each training batch goes through."""
+        if not self.active:
+            return "Augmentation: none"
+        parts = [f"rotation +-{self.rotation * 360:g} deg" if self.rotation else "",
+                 f"shift +-{self.shift:g} x size" if self.shift else "",
+                 f"zoom x{1 - self.zoom:g} to x{1 + self.zoom:g}" if self.zoom else ""]
+        return (f"Augmentation (training batches only, fill {self.fill_mode}): "
+                + ", ".join(p for p in parts if p))
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     name: str = ""  # run name (slug); defaults to the preset or file name
     plots: bool = True  # write loss/accuracy/confusion PNGs into the run
@@ -90,6 +113,7 @@ class Experiment:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     description: str = ""  # one line shown by `mnistlab presets`
 
@@ -106,6 +130,8 @@ class Experiment:
 
         for key in foreign_args(self.optimizer.name, list(data["optimizer"])):
             data["optimizer"].pop(key)
+        if not self.augmentation.active:  # off: left out, so earlier runs keep their digest
+            data.pop("augmentation")
         return data
 
 
@@ -116,6 +142,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "optimizer": OptimizerConfig,
     "training": TrainingConfig,
+    "augmentation": AugmentationConfig,
     "output": OutputConfig,
 }
 TOP_LEVEL_KEYS = ("description", "base")

@@ -7,9 +7,9 @@ once. The network outputs logits; softmax is applied in the loss (cross-entropy 
 Keras's categorical cross-entropy on a softmax output) and when predicting.
 
 A CNN takes (B, H, W) images and adds the channel dimension; its Flatten reads the map in Keras's
-H, W, C order, so Dense weights line up with a Keras model's. Only `torch.nn` modules and the
-three of `mnistlab.nn.modules` appear here: this is the reference that `mnistlab.fast` rewrites
-for speed, with the same parameter names, so weights load either way.
+H, W, C order, so Dense weights line up with a Keras model's. Only `torch.nn` modules and those
+of `mnistlab.nn.modules` and `mnistlab.nn.keras_layers` appear here: this is the reference that
+`mnistlab.fast` rewrites for speed, with the same parameter names, so weights load either way.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from torch import nn
 from mnistlab.config.geometry import model_input_shape, output_shapes
 from mnistlab.config.layers import layer_specs
 from mnistlab.config.sections import ModelConfig
+from mnistlab.nn.keras_layers import AvgPoolSame, GlobalAvgPool, KerasBatchNorm
 from mnistlab.nn.modules import ACTIVATION_MODULES, FlattenHWC, ImagesIn, KerasDropout
 
 __all__ = ["build_model"]
@@ -56,15 +57,34 @@ def _conv(spec: dict, shape: tuple[int, ...]) -> list[nn.Module]:
     pads = [(0, 0), (0, 0)] if spec["padding"] == "valid" else [
         _same_padding(h, k, s), _same_padding(w, k, s)]
     modules: list[nn.Module] = []
+    bias = spec.get("use_bias", True)
     if all(a == b for a, b in pads):
-        conv = nn.Conv2d(c, spec["filters"], k, s, padding=(pads[0][0], pads[1][0]))
+        conv = nn.Conv2d(c, spec["filters"], k, s, padding=(pads[0][0], pads[1][0]), bias=bias)
     else:
         (top, bottom), (left, right) = pads
         modules.append(nn.ZeroPad2d((left, right, top, bottom)))
-        conv = nn.Conv2d(c, spec["filters"], k, s)
+        conv = nn.Conv2d(c, spec["filters"], k, s, bias=bias)
     _init_kernel(conv.weight, spec["kernel_initializer"])
-    nn.init.zeros_(conv.bias)
+    if bias:
+        nn.init.zeros_(conv.bias)
     return [*modules, conv]
+
+
+def _other(spec: dict, shape: tuple[int, ...]) -> list[nn.Module]:
+    """Modules of the layers beyond the lab's: pools, batch normalisation (an activation
+    layer is only its activation, appended by the caller)."""
+    kind = spec["type"]
+    if kind == "batchnorm":
+        return [KerasBatchNorm(shape[-1], spec["momentum"], spec["epsilon"])]
+    if kind == "globalavgpool2d":
+        return [GlobalAvgPool()]
+    if kind == "avgpool2d":
+        p, s = spec["pool_size"], spec["strides"]
+        if spec["padding"] == "valid":
+            return [nn.AvgPool2d(p, s)]
+        (top, bottom), (left, right) = _same_padding(shape[0], p, s), _same_padding(shape[1], p, s)
+        return [AvgPoolSame(p, s, (left, right, top, bottom))]
+    return []
 
 
 def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int = 10,
@@ -92,7 +112,10 @@ def build_model(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int =
             modules.append(linear)
         elif kind == "dropout":
             modules.append(KerasDropout(spec["rate"]))
-        if kind in ("conv2d", "dense") and spec["activation"] != "softmax":  # softmax: in loss
+        else:
+            modules.extend(_other(spec, shape))
+        has_activation = kind in ("conv2d", "dense", "activation")
+        if has_activation and spec["activation"] != "softmax":  # softmax: in the loss
             modules.append(ACTIVATION_MODULES[spec["activation"]]())
         shape = out
     return nn.Sequential(*modules)

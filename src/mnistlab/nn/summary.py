@@ -9,7 +9,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from mnistlab.config.geometry import layer_weights, model_input_shape, output_shapes, shape_text
+from mnistlab.config.geometry import (
+    layer_non_trainable,
+    layer_weights,
+    model_input_shape,
+    output_shapes,
+    shape_text,
+)
 from mnistlab.config.layers import KERAS_NAMES, layer_specs
 from mnistlab.config.sections import ModelConfig
 
@@ -29,10 +35,16 @@ class LayerInfo:
     formula: str  # "Dense 784 -> 250: 784 x 250 = 196,000 weights + 250 biases = 196,250"
     mult_adds: int  # multiply-adds per image
     activation: str = ""  # what follows a Dense or Conv2D layer (softmax for the output)
+    non_trainable: int = 0  # BatchNormalization's moving mean and variance
+
+    @property
+    def trainable(self) -> int:
+        return self.weights + self.biases
 
     @property
     def params(self) -> int:
-        return self.weights + self.biases
+        """What Keras's summary shows: trainable and non-trainable together."""
+        return self.weights + self.biases + self.non_trainable
 
 
 def _fmt(n: int) -> str:
@@ -56,11 +68,21 @@ def _arithmetic(name: str, spec: dict, shape: tuple[int, ...], out: tuple[int, .
     if kind == "conv2d":
         k, c_in, c_out = spec["kernel_size"], shape[-1], out[-1]
         formula = (f"Conv2D {k}x{k}, {c_in} -> {c_out} channels: {k} x {k} x {c_in} x {c_out}"
-                   f" = {_fmt(w)} weights + {_fmt(b)} biases = {_fmt(w + b)}")
+                   f" = {_fmt(w)} weights + {_fmt(b)} biases"
+                   + ("" if b else " (use_bias = false)") + f" = {_fmt(w + b)}")
         return LayerInfo(name, keras, out, w, b, formula, out[0] * out[1] * w)
-    if kind == "maxpool2d":
-        text = (f"MaxPool2D {spec['pool_size']}x{spec['pool_size']} stride {spec['strides']}: "
+    if kind == "batchnorm":
+        c, n = out[-1], layer_non_trainable(spec, out)
+        formula = (f"BatchNormalization over {c} channels: {c} gamma + {c} beta (trainable) + "
+                   f"{c} moving mean + {c} moving variance (non-trainable) = {_fmt(w + b + n)}")
+        return LayerInfo(name, keras, out, w, b, formula, 2 * math.prod(out), non_trainable=n)
+    if kind in ("maxpool2d", "avgpool2d"):
+        text = (f"{keras} {spec['pool_size']}x{spec['pool_size']} stride {spec['strides']}: "
                 f"{shape_text(shape)} -> {shape_text(out)}: no parameters")
+    elif kind == "globalavgpool2d":
+        text = f"GlobalAveragePooling2D {shape_text(shape)} -> {out[0]:,}: no parameters"
+    elif kind == "activation":
+        text = f"Activation {spec['activation']}: no parameters"
     elif kind == "flatten":
         text = f"Flatten {shape_text(shape)} -> {out[0]:,}: no parameters"
     else:
@@ -97,20 +119,28 @@ def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int 
     infos = describe_layers(cfg, input_shape, n_classes)
     in_shape = model_input_shape(cfg, input_shape)
     lines = [f"Model: {title}" if title else "Model", ""]
-    lines.append(f"{'Layer (type)':<28}{'Output shape':<18}{'Weights':>12}{'Biases':>10}"
+    names = [f"{i.name} ({i.kind})" for i in infos]
+    width = max([28, *(len(n) + 2 for n in names)])  # GlobalAveragePooling2D needs more
+    rule = "-" * (width + 64)
+    lines.append(f"{'Layer (type)':<{width}}{'Output shape':<18}{'Weights':>12}{'Biases':>10}"
                  f"{'Params':>12}  Activation")
-    lines.append("-" * 92)
-    lines.append(f"{'input (Input)':<28}{shape_text(in_shape):<18}{0:>12}{0:>10}{0:>12}")
-    for i in infos:
+    lines.append(rule)
+    lines.append(f"{'input (Input)':<{width}}{shape_text(in_shape):<18}{0:>12}{0:>10}{0:>12}")
+    for i, name in zip(infos, names, strict=True):
         if i.kind == "Flatten" and len(in_shape) == 1:
             continue  # features are already a vector (HOG): flattening changes nothing
-        lines.append(f"{i.name + ' (' + i.kind + ')':<28}{shape_text(i.output_shape):<18}"
+        lines.append(f"{name:<{width}}{shape_text(i.output_shape):<18}"
                      f"{_fmt(i.weights):>12}{_fmt(i.biases):>10}{_fmt(i.params):>12}"
                      + (f"  {i.activation}" if i.activation else ""))
-    lines.append("-" * 92)
+    lines.append(rule)
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
-    lines.append(f"Total params: {_fmt(weights + biases)} ({_fmt(weights)} weights + "
-                 f"{_fmt(biases)} biases)")
+    frozen = sum(i.non_trainable for i in infos)
+    lines.append(f"Total params: {_fmt(weights + biases + frozen)} ({_fmt(weights)} weights + "
+                 f"{_fmt(biases)} biases" + (f" + {_fmt(frozen)} non-trainable)" if frozen
+                                             else ")"))
+    if frozen:
+        lines.append(f"Trainable params: {_fmt(weights + biases)}")
+        lines.append(f"Non-trainable params: {_fmt(frozen)}")
     values = (f"{_fmt(in_shape[0])} values" if len(in_shape) == 1 else
               f"{shape_text(in_shape)} = {_fmt(math.prod(in_shape))} values")
     lines.append(f"Inputs: {values}; "
@@ -122,7 +152,7 @@ def summary_text(cfg: ModelConfig, input_shape: tuple[int, ...], n_classes: int 
         if i.params:
             lines.append(f"  {i.name}: {i.formula}")
     terms = " + ".join(_fmt(i.params) for i in infos if i.params)
-    lines.append(f"  total: {terms} = {_fmt(weights + biases)}")
+    lines.append(f"  total: {terms} = {_fmt(weights + biases + frozen)}")
     return "\n".join(lines) + "\n"
 
 

@@ -158,18 +158,20 @@ def _layer_table(g: Group, infos, shape, n_classes) -> list[Block]:
                   f"{i.biases:,}", f"{i.params:,}", i.formula) for i in infos
                  if not (i.kind == "Flatten" and len(shape) == 1))  # HOG vectors: a no-op
     weights, biases = sum(i.weights for i in infos), sum(i.biases for i in infos)
+    frozen = sum(i.non_trainable for i in infos)  # BatchNormalization's moving moments
     recorded = int(g.representative.metrics["params"])
     terms = " + ".join(f"{i.params:,}" for i in infos if i.params)
-    check = "matches" if recorded == weights + biases else "DOES NOT match"
+    check = "matches" if recorded == weights + biases + frozen else "DOES NOT match"
     names = g.representative.metrics["class_names"]
     return [
         Heading(3, f"{EXPERIMENTS[g.experiment]}: {g.label}"),
         Bullets((f"Inputs: {_inputs_text(g, shape)}.",
                  f"Outputs: {n_classes} softmax probabilities, one per class "
                  f"({', '.join(names)}).",
-                 f"Total: {terms} = {weights + biases:,} parameters ({weights:,} weights + "
-                 f"{biases:,} biases); this {check} the {recorded:,} recorded in "
-                 "metrics.json.")),
+                 f"Total: {terms} = {weights + biases + frozen:,} parameters ({weights:,} "
+                 f"weights + {biases:,} biases"
+                 + (f" + {frozen:,} non-trainable" if frozen else "")
+                 + f"); this {check} the {recorded:,} recorded in metrics.json.")),
         Table(("layer", "type", "output", "weights", "biases", "params", "how it is obtained"),
               rows),
     ]

@@ -48,6 +48,7 @@ from mnistlab.runs.directory import (
     write_status,
 )
 from mnistlab.runs.outputs import run_metrics, write_outputs
+from mnistlab.training.augment import augmented_plan, make_augmenter
 from mnistlab.training.checkpoint import (
     CheckpointMismatch,
     load_checkpoint,
@@ -223,6 +224,9 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     stock = build_model(exp.model, in_shape, len(spec.class_names),
                         seed=exp.training.seed).to(device)
     plan = plan_for(stock, exp.training, exp.model, device, getattr(reporter, "note", None))
+    augment = make_augmenter(exp.augmentation, exp.training.seed)
+    if augment is not None:
+        plan = augmented_plan(plan)
     model = plan.model  # shares the stock model's parameters; state-dict names are the same
     optimizer = make_optimizer(model.parameters(), exp.optimizer)
     position = None
@@ -247,7 +251,7 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     try:
         stop.immediate = False  # from here a first signal waits for a batch boundary
         fit(model, optimizer, train, val, exp.training, history, on_epoch,
-            reporter.batch if reporter else None, position, stop, plan)
+            reporter.batch if reporter else None, position, stop, plan, augment)
         stop.immediate = True
     except StopTraining as halt:
         stop.immediate = True

@@ -80,13 +80,14 @@ def train_one_epoch(
     start: EpochPosition | None = None,
     should_stop: Callable[[], bool] | None = None,
     step: BatchStep | None = None,
+    transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
 ) -> tuple[float, float]:
     """One pass over (x, y) in `order` -> (mean loss, accuracy), weighted by batch size.
 
     `step` computes one batch's gradients (default: autograd on `model`). `start` continues a
     stopped epoch at its next batch with its sums; when `should_stop()` turns true between two
     batches, StopTraining carries the position to save (its `epoch` and `seconds` are filled in
-    by `fit`).
+    by `fit`). `transform(xb, b)` changes batch b before its step (data augmentation).
     """
     step = step or autograd_step(model)
     model.train()
@@ -105,6 +106,8 @@ def train_one_epoch(
         else:
             idx = order[b * batch_size:(b + 1) * batch_size]
             xb, yb = x.index_select(0, idx), y.index_select(0, idx)  # faster than x[idx]
+        if transform is not None:
+            xb = transform(xb, b)
         optimizer.zero_grad(set_to_none=True)
         batch_loss_sum, batch_correct = step(xb, yb)
         optimizer.step()
@@ -146,11 +149,13 @@ def fit(
     position: EpochPosition | None = None,
     should_stop: Callable[[], bool] | None = None,
     plan: TrainingPlan | None = None,
+    augment: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
 ) -> History:
     """Train from `len(history)` (and `position` within that epoch) up to `cfg.epochs`.
 
     `plan` says how `model`'s batches are computed (default: `steps.stock_plan`; `mnistlab.fast`
     makes faster ones); the optimiser steps once per `cfg.batch_size` batch either way.
+    `augment(xb, epoch, batch)` transforms each training batch (`training.augment`).
 
     Raises TrainingError when the loss is NaN, and StopTraining when `should_stop()` turns true
     (checked between batches and after each epoch's callback).
@@ -164,9 +169,11 @@ def fit(
             start = time.perf_counter() - (pos.seconds if pos else 0.0)
             order = (torch.randperm(len(x), generator=epoch_generator(cfg.seed, epoch))
                      .to(y.device) if cfg.shuffle else None)
+            transform = (None if augment is None
+                         else lambda xb, b, e=epoch: augment(xb, e, b))
             try:
                 loss, acc = train_one_epoch(model, optimizer, x, y, cfg.batch_size, order,
-                                            on_batch, pos, should_stop, plan.step)
+                                            on_batch, pos, should_stop, plan.step, transform)
             except StopTraining as stop:
                 p = stop.position
                 raise StopTraining(EpochPosition(epoch, p.batch, p.loss_sum, p.correct,
