@@ -62,7 +62,8 @@ def _check_output(out: Path, force: bool) -> None:
         raise RunError(f"{out}: already exists; pass --force to replace it")
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
-        raise RunError(f"{out}: folder {folder} does not exist")
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise RunError(f"{out}: {folder} {what}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise RunError(f"{out}: folder {folder} is not writable")
 
