@@ -87,10 +87,14 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
                device: torch.device | str = "cpu", note=None) -> TrainingPlan:
     """The fast plan for training stock `model` (described by `model_cfg`) on `device`.
 
-    Off the CPU the stock plan is returned: every speed-up here is for the CPU. `note(text)`,
-    if given, hears about a one-time kernel build before it starts (once per machine and version).
+    Off the CPU the stock plan is returned (every speed-up here is for the CPU), `note` hears
+    so, and metrics.json's `fast` stays empty. `note(text)`, if given, also hears about a
+    one-time kernel build before it starts (once per machine and version).
     """
     if torch.device(device).type != "cpu":
+        if note is not None:
+            note(f"mnistlab.fast speeds up the CPU only: training on {torch.device(device)} "
+                 "uses stock PyTorch modules")
         return stock_plan(model, cfg)
     fast_model = rewrite_for_cpu(model)
     applied = _rewrites(fast_model)

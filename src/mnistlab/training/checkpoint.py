@@ -43,7 +43,9 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint's contents, or RunError saying why it cannot be used."""
     try:
-        checkpoint = torch.load(path, weights_only=True)  # plain data: never unpickle code
+        # plain data, never unpickled code; on the CPU so a run trained on a GPU resumes on
+        # any device (load_state_dict copies to the model's, and the optimiser follows it)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise RunError(f"{path}: unreadable ({type(exc).__name__}); cannot resume. Delete it "
                        "to restart the run from epoch 1") from None
