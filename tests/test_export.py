@@ -236,6 +236,19 @@ def test_a_file_that_fails_verification_is_not_kept(runs, tmp_path, monkeypatch)
     assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temporary file left
 
 
+def test_an_exporter_failure_is_one_line_and_writes_nothing(runs, tmp_path, monkeypatch,
+                                                            capsys):
+    def fail(*args, **kwargs):
+        raise RuntimeError("unsupported operator\nwith a long trace")
+
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    assert main(["export", str(runs["mlp"]), "--format", "TorchScript", "-o",
+                 str(tmp_path / "m.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("failed (RuntimeError: unsupported operator); nothing written"), err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_predict_refuses_onnx_files_mnistlab_did_not_export(tmp_path, capsys):
     foreign = tmp_path / "foreign.onnx"
     model = onnx.helper.make_model(onnx.helper.make_graph(

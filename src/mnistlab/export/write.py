@@ -20,7 +20,7 @@ import torch
 
 from mnistlab.atomic import write_atomically
 from mnistlab.data.load import load_dataset
-from mnistlab.errors import ConfigError, RunError, TrainingError, did_you_mean
+from mnistlab.errors import ConfigError, MnistlabError, RunError, TrainingError, did_you_mean
 from mnistlab.export.source import RunModel, load_run_model
 from mnistlab.features.extract import extract_features
 
@@ -111,7 +111,10 @@ def export_run(run: str | Path, fmt: str = "onnx", out: str | Path | None = None
         DataError: the run's dataset (for the check on real images) cannot be found.
         TrainingError: the written file does not reproduce the model; it is deleted.
     """
+    fmt = fmt.lower()
     _check_format(fmt)
+    if out is not None:  # checked first: refusing a bad path costs nothing
+        _check_output(Path(out).expanduser(), force)
     run_model = load_run_model(run, runs_dir)
     target = Path(out).expanduser() if out is not None else default_output(run_model.run_dir,
                                                                             fmt)
@@ -126,7 +129,14 @@ def export_run(run: str | Path, fmt: str = "onnx", out: str | Path | None = None
     images = load_dataset(run_model.contract.dataset, data_dir).test_images[:CHECK_IMAGES]
     expected = _reference(run_model, images)
     example = torch.from_numpy(run_model.contract.prepare(images[:_TRACE_BATCH]))
-    data = to_bytes(run_model, example)
+    try:
+        data = to_bytes(run_model, example)
+    except MnistlabError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an exporter's failure, whatever its type
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise TrainingError(f"{fmt} export of {run_model.run_dir} failed ({type(exc).__name__}: "
+                            f"{first}); nothing written") from None
     checked: list[float] = []
 
     def verify(tmp: Path) -> None:
