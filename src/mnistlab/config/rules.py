@@ -95,6 +95,7 @@ RULES: dict[str, Rule] = {
     "training.threads": Rule("int", 0, 1024),
     "training.fast": Rule("bool"),
     "training.chunk_size": Rule("int", 0, 10_000_000),
+    "training.precision": Rule("choice", choices=("fp32", "bf16")),
     "output.name": Rule("str"),
     "output.plots": Rule("bool"),
 }

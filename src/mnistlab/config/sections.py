@@ -76,6 +76,7 @@ class TrainingConfig:
     threads: int = 0  # CPU threads for PyTorch (0 = all cores)
     fast: bool = True  # mnistlab's CPU speed-ups (mnistlab.fast); false = stock PyTorch modules
     chunk_size: int = 0  # images per forward pass inside a batch (0 = chosen by mnistlab.fast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of training batches; weights stay fp32)
 
 
 @dataclass(frozen=True)

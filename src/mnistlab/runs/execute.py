@@ -58,6 +58,7 @@ from mnistlab.training.checkpoint import (
 from mnistlab.training.device import resolve_device, set_threads
 from mnistlab.training.interrupt import StopFlag, StopTraining, stop_on_interrupt
 from mnistlab.training.loop import History, evaluate, fit
+from mnistlab.training.precision import check_precision
 from mnistlab.training.steps import TrainingPlan
 
 __all__ = ["Reporter", "RunResult", "prepare_data", "run_experiment", "resume_run"]
@@ -114,6 +115,7 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
         exp.training, fast=fast_enabled(exp.training)))
     splits, spec = prepare_data(exp, data_dir)  # DataError here: no run directory yet
     device = resolve_device(exp.training.device)
+    check_precision(exp.training, device)
     run_dir = create_run_dir(runs_root(runs_dir), exp.output.name or "run")
     in_shape = tuple(splits.x_train.shape[1:])
     n_classes = len(spec.class_names)
@@ -158,6 +160,7 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
                 raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
         splits, spec = prepare_data(exp, data_dir)
         device = resolve_device(exp.training.device)
+        check_precision(exp.training, device)
         return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter,
                            resumed=True)
 
