@@ -97,6 +97,7 @@ RULES: dict[str, Rule] = {
     "training.chunk_size": Rule("int", 0, 10_000_000),
     "output.name": Rule("str"),
     "output.plots": Rule("bool"),
+    "output.tensorboard": Rule("bool"),
 }
 
 
