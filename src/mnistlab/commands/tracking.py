@@ -99,7 +99,8 @@ def cmd_runs_export(args: argparse.Namespace) -> int:
     _left_out("export", left_out)
     counts = {k: sum(o.action == k for o in outcomes)
               for k in ("created", "replaced", "skipped", "failed")}
-    print(f"mlflow {args.mlflow} experiment {args.experiment!r}: {counts['created']} created, "
-          f"{counts['replaced']} replaced (an earlier export had not finished), "
-          f"{counts['skipped']} already there, {counts['failed']} failed")
+    replaced = (f", {counts['replaced']} replaced (an earlier export had broken off)"
+                if counts["replaced"] else "")
+    print(f"MLflow {args.mlflow}, experiment {args.experiment!r}: {counts['created']} created"
+          f"{replaced}, {counts['skipped']} already there, {counts['failed']} failed")
     return 1 if counts["failed"] else 0
