@@ -171,3 +171,15 @@ def test_missing_tensorboardx_names_the_extra(tiny_dataset, tmp_path, monkeypatc
     with pytest.raises(ConfigError, match=r"pip install 'mnistlab\[tensorboard\]'"):
         run_experiment(exp, tmp_path / "runs")
     assert not (tmp_path / "runs").exists()  # refused before any run directory
+
+
+def test_tensorboard_flag_on_run_resume_and_suite_run():
+    from mnistlab.commands import experiment_from_args
+    from mnistlab.commands.main import build_parser
+
+    parser = build_parser()
+    assert experiment_from_args(parser.parse_args(["run", "raw/template", "--tensorboard"])
+                                ).output.tensorboard
+    assert not experiment_from_args(parser.parse_args(["run", "raw/template"])).output.tensorboard
+    assert parser.parse_args(["resume", "some-run", "--tensorboard"]).tensorboard
+    assert parser.parse_args(["suite", "run", "lab-main", "--tensorboard"]).tensorboard
