@@ -138,7 +138,13 @@ def test_epochs_beyond_the_checkpoint_are_purged(tmp_path):
     config = {"optimizer": {"learning_rate": 0.1}}
     rows = {"loss": [3.0, 2.0, 1.0], "val_loss": [3.5, 2.5, 1.5]}
     EventLog(tmp_path, config, rows).close()
+    (first,) = (tmp_path / TB_DIR).glob("events.out.tfevents.*")
+    with open(first, "ab") as fh:  # a record cut short by a crash, then one of garbage
+        fh.write(b"\x40\0\0\0\0\0\0\0" + b"\0" * 12)
+    broken = first.with_name(first.name + ".x")
+    broken.write_bytes(b"\x04\0\0\0\0\0\0\0" + b"\0" * 4 + b"\xff\xff\xff\xff" + b"\0" * 4)
     assert written_events(tmp_path / TB_DIR)[0] == {1, 2, 3}
+    broken.unlink()
     log = EventLog(tmp_path, config, {k: v[:1] for k, v in rows.items()})  # back at epoch 1
     log.epoch(2, {"loss": 9.0, "val_loss": 9.5})
     log.close()

@@ -54,6 +54,7 @@ def _records(path: Path) -> Iterator[bytes]:
 def written_events(log_dir: Path) -> tuple[set[int], set[str]]:
     """The epoch steps and every tag a run's event files hold, with TensorBoard's purge rule
     applied (a session start at step s drops what was written at steps >= s before it)."""
+    from google.protobuf.message import DecodeError
     from tensorboardX.proto.event_pb2 import Event, SessionLog
 
     epoch_tags = set(SCALAR_TAGS.values())
@@ -61,7 +62,10 @@ def written_events(log_dir: Path) -> tuple[set[int], set[str]]:
     tags: set[str] = set()
     for path in sorted(log_dir.glob("events.out.tfevents.*")):
         for data in _records(path):
-            event = Event.FromString(data)
+            try:
+                event = Event.FromString(data)
+            except DecodeError:  # a damaged record: TensorBoard stops reading the file there
+                break
             if event.HasField("session_log") and event.session_log.status == SessionLog.START:
                 steps = {s for s in steps if s < event.step}
             for value in event.summary.value:
