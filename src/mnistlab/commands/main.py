@@ -45,7 +45,8 @@ COMMANDS: dict[str, Command] = {
     "data": Command(core.data_args, core.cmd_data,
                     "show which datasets are available, where, and whether they verify"),
     "runs": Command(core.runs_args, core.cmd_runs,
-                    "list run directories with status, key config and accuracy"),
+                    "list run directories with status, key config and accuracy; `runs "
+                    "tensorboard` / `runs export --mlflow URI` put finished runs in trackers"),
     "summary": Command(core.summary_args, core.cmd_summary,
                        "print a model's layers and how its parameter count is obtained"),
     "hog": Command(hog.hog_args, hog.cmd_hog,

@@ -348,6 +348,7 @@ def config_digest(exp: Experiment) -> str:
     data = _without_new_defaults(plain(dataclasses.asdict(exp)))
     data.pop("description", None)
     data.get("output", {}).pop("name", None)
+    data.get("output", {}).pop("tensorboard", None)  # a record of the run, not its result
     data.get("training", {}).pop("device", None)
     data.get("training", {}).pop("threads", None)
     data.get("training", {}).pop("fast", None)  # speed settings change float rounding only

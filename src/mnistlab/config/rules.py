@@ -98,6 +98,7 @@ RULES: dict[str, Rule] = {
     "training.precision": Rule("choice", choices=("fp32", "bf16")),
     "output.name": Rule("str"),
     "output.plots": Rule("bool"),
+    "output.tensorboard": Rule("bool"),
 }
 
 

@@ -105,6 +105,7 @@ class AugmentationConfig:
 class OutputConfig:
     name: str = ""  # run name (slug); defaults to the preset or file name
     plots: bool = True  # write loss/accuracy/confusion PNGs into the run
+    tensorboard: bool = False  # write TensorBoard event files into <run>/tensorboard (tensorboardX)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,8 @@ class Experiment:
             data["optimizer"].pop(key)
         if not self.augmentation.active:  # off: left out, so earlier runs keep their digest
             data.pop("augmentation")
+        if not self.output.tensorboard:  # likewise: config.toml of earlier runs stays the same
+            data["output"].pop("tensorboard")
         return data
 
 
