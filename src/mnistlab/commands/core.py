@@ -240,6 +240,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from mnistlab.config.geometry import feature_shape
     from mnistlab.config.load import load_experiment
     from mnistlab.config.optimizers import optimizer_text
+    from mnistlab.config.schedules import schedule_text
     from mnistlab.data.registry import get_dataset
     from mnistlab.nn.summary import compare_text, summary_text
 
@@ -247,6 +248,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     n_classes = len(get_dataset(exp.data.dataset).class_names)
     print(summary_text(exp.model, feature_shape(exp.features), n_classes, exp.output.name), end="")
     print(f"Optimizer: {optimizer_text(exp.optimizer)}")
+    if exp.schedule.active:
+        print(schedule_text(exp.schedule, exp.optimizer.learning_rate))
+    if exp.training.label_smoothing:
+        print(f"Label smoothing: {exp.training.label_smoothing:g} (targets y * (1 - ls) + ls / "
+              f"{n_classes}, in every reported loss)")
+    if exp.early_stopping.enabled:
+        print(exp.early_stopping.describe())
     if exp.augmentation.active:
         print(exp.augmentation.describe())
     if args.compare:

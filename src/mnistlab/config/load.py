@@ -35,12 +35,14 @@ from mnistlab.config.origin import (
     own_settings,
 )
 from mnistlab.config.rules import RULES, check_value, shown_key
+from mnistlab.config.schedules import resolve_schedule
 from mnistlab.config.sections import (
     MLP_ONLY,
     SECTIONS,
     TOP_LEVEL_KEYS,
     Experiment,
     ModelConfig,
+    leave_out_unused,
     plain,
 )
 from mnistlab.data.registry import get_dataset
@@ -96,6 +98,10 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
         if name == "optimizer":
             fields = {f.name: f.default for f in dataclasses.fields(cls)}
             values = resolve_optimizer(source, values, fields)
+        elif name == "schedule":
+            values = resolve_schedule(source, values)
+        elif name == "early_stopping" and name in raw:  # the section given turns it on
+            values.setdefault("enabled", True)
         sections[name] = cls(**values)
     description = raw.get("description", "")
     if not isinstance(description, str):
@@ -126,11 +132,27 @@ def _check_across_fields(exp: Experiment, source: str) -> None:
         _check_model_layers(exp, source)
     check_feature_args(exp.features, source)
     _check_chunking(exp, source)
+    _check_monitors(exp, source)
     if exp.augmentation.active and exp.features.kind != "raw":
         raise ConfigError(
             f"{source}: [augmentation] moves pixels, so it needs features.kind = \"raw\" "
             f"(images); got features.kind = {exp.features.kind!r}. Remove [augmentation] or "
             "train on raw pixels")
+
+
+def _check_monitors(exp: Experiment, source: str) -> None:
+    """A callback watching val_* when the validation set is the test set would choose on the
+    test set and then report the test score of its own choice; held-out data is needed."""
+    watched = {"schedule": exp.schedule.monitor if exp.schedule.name == "plateau" else None,
+               "early_stopping": exp.early_stopping.monitor if exp.early_stopping.enabled
+               else None}
+    for section, monitor in watched.items():
+        if monitor and monitor.startswith("val_") and exp.data.validation == "test":
+            raise ConfigError(
+                f"{source}: {section}.monitor = {monitor!r} needs held-out validation data, but "
+                "data.validation = \"test\" would make it choose on the test set and then "
+                "report the test score of its choice. Set data.validation = 0.1 or monitor "
+                "'loss'")
 
 
 def _check_chunking(exp: Experiment, source: str) -> None:
@@ -345,7 +367,8 @@ def _without_new_defaults(data: dict[str, Any]) -> dict[str, Any]:
 
 def config_digest(exp: Experiment) -> str:
     """A stable hash of everything that changes the result (not the run's name or description)."""
-    data = _without_new_defaults(plain(dataclasses.asdict(exp)))
+    # settings that are off are left out, and so is any field added since v1 at its default
+    data = _without_new_defaults(leave_out_unused(exp, plain(dataclasses.asdict(exp))))
     data.pop("description", None)
     data.get("output", {}).pop("name", None)
     data.get("output", {}).pop("tensorboard", None)  # a record of the run, not its result

@@ -104,11 +104,12 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
         native_kernel()  # build now rather than stall the first epoch's progress bar
     chunk = cfg.chunk_size or preferred_chunk_size(fast_model, model_cfg)
     if chunk:
-        step, train_input = chunked_step(fast_model, chunk), (lambda x: x)
+        step, train_input = chunked_step(fast_model, chunk, cfg.label_smoothing), (lambda x: x)
         applied.append(f"chunks of {chunk} images")
     else:
-        by_hand = mlp_step_for(fast_model)
-        step = by_hand if by_hand is not None else split_autograd_step(fast_model)
+        by_hand = mlp_step_for(fast_model, cfg.label_smoothing)
+        step = (by_hand if by_hand is not None
+                else split_autograd_step(fast_model, cfg.label_smoothing))
         applied.append("hand-written MLP step" if by_hand is not None else "autograd step")
         applied.append("dense core + sparse rest input when it saves work")
 

@@ -22,6 +22,7 @@ import torch
 from mnistlab.atomic import atomic_write_text
 from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
 from mnistlab.config.optimizers import optimizer_text
+from mnistlab.config.schedules import schedule_text
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
 from mnistlab.data.registry import DatasetSpec
@@ -57,9 +58,11 @@ from mnistlab.training.checkpoint import (
     save_checkpoint,
 )
 from mnistlab.training.device import resolve_device, set_threads
+from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.interrupt import StopFlag, StopTraining, stop_on_interrupt
 from mnistlab.training.loop import History, evaluate, fit
 from mnistlab.training.precision import check_precision
+from mnistlab.training.schedules import LearningRateSchedule
 from mnistlab.training.steps import TrainingPlan
 
 __all__ = ["Reporter", "RunResult", "prepare_data", "run_experiment", "resume_run"]
@@ -128,14 +131,32 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
             held.enter_context(lock_run_dir(run_dir))
             write_status(run_dir, "running")
             atomic_write_text(run_dir / "config.toml", to_toml(exp))
-            atomic_write_text(run_dir / "summary.txt",
-                              summary_text(exp.model, in_shape, n_classes, title=exp.output.name)
-                              + f"Optimizer: {optimizer_text(exp.optimizer)}\n")
+            atomic_write_text(run_dir / "summary.txt", _summary(exp, in_shape, n_classes))
         except BaseException:  # disk full, folder gone, Ctrl-C: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         return _train_into(run_dir, exp, splits, spec, device, None, reporter,
                            tensorboard=exp.output.tensorboard)
+
+
+def _summary(exp: Experiment, in_shape: tuple[int, ...], n_classes: int,
+             outcome: str = "") -> str:
+    """summary.txt: the model's layers, the optimiser, the settings beyond the lab's (schedule,
+    early stopping, label smoothing, augmentation) and, once trained, where the weights are
+    from."""
+    lines = [f"Optimizer: {optimizer_text(exp.optimizer)}"]
+    if exp.schedule.active:
+        lines.append(schedule_text(exp.schedule, exp.optimizer.learning_rate))
+    if exp.training.label_smoothing:
+        lines.append(f"Label smoothing: {exp.training.label_smoothing:g}")
+    if exp.early_stopping.enabled:
+        lines.append(exp.early_stopping.describe())
+    if exp.augmentation.active:
+        lines.append(exp.augmentation.describe())
+    if outcome:
+        lines.append(outcome)
+    return (summary_text(exp.model, in_shape, n_classes, title=exp.output.name)
+            + "".join(f"{line}\n" for line in lines))
 
 
 def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
@@ -185,6 +206,7 @@ class _Trained:
     test: tuple[torch.Tensor, torch.Tensor]
     threads: int
     events: EventLog | None = None
+    stopper: EarlyStopping | None = None
 
 
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
@@ -247,10 +269,21 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
         plan = augmented_plan(plan)
     model = plan.model  # shares the stock model's parameters; state-dict names are the same
     optimizer = make_optimizer(model.parameters(), exp.optimizer)
+    batches = -(-len(splits.y_train) // exp.training.batch_size)
+    schedule = (LearningRateSchedule(exp.schedule, exp.optimizer.learning_rate, batches,
+                                     exp.training.epochs) if exp.schedule.active else None)
+    stopper = EarlyStopping(exp.early_stopping) if exp.early_stopping.enabled else None
+    callbacks = {"schedule": schedule, "early_stopping": stopper}
     position = None
     if checkpoint is not None:
         position = restore_checkpoint(checkpoint, model, optimizer, history,
                                       run_dir / "checkpoint.pt")
+        saved = checkpoint.get("callbacks") or {}
+        for name, callback in callbacks.items():
+            if callback is not None and saved.get(name) is not None:
+                callback.load_state_dict(saved[name])
+        missing = len(history.loss) - len(history.lr)  # checkpoints from before schedules
+        history.lr.extend([exp.optimizer.learning_rate] * missing)  # had one constant rate
     if resumed:  # only now: a checkpoint that does not fit leaves the status as it was
         write_status(run_dir, "running", resumed=True)
     events = None
@@ -260,7 +293,8 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     train, val, test = _tensors(splits, device)
 
     def save(position=None) -> None:
-        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest, position)
+        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest, position,
+                        {k: c.state_dict() for k, c in callbacks.items() if c is not None})
         write_history(run_dir / "history.csv", history.as_dict())
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
@@ -275,7 +309,8 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     try:
         stop.immediate = False  # from here a first signal waits for a batch boundary
         fit(model, optimizer, train, val, exp.training, history, on_epoch,
-            reporter.batch if reporter else None, position, stop, plan, augment)
+            reporter.batch if reporter else None, position, stop, plan, augment, schedule,
+            stopper)
         stop.immediate = True
     except StopTraining as halt:
         stop.immediate = True
@@ -292,16 +327,28 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     finally:
         if reporter:
             reporter.stop()
-    return _Trained(model, plan, test, threads, events)
+    return _Trained(model, plan, test, threads, events, stopper)
 
 
 def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Splits,
                 history: History, trained: _Trained, device: torch.device) -> RunResult:
     """Test-set evaluation and every output file, then status "complete"."""
     in_shape = tuple(splits.x_train.shape[1:])
-    result = evaluate(trained.model, *trained.test, batch_size=trained.plan.eval_batch_size)
+    result = evaluate(trained.model, *trained.test, batch_size=trained.plan.eval_batch_size,
+                      label_smoothing=exp.training.label_smoothing)
     metrics = run_metrics(exp, spec, splits, result, history, in_shape, device,
                           trained.threads, trained.plan.applied)
+    if trained.stopper is not None:
+        record = trained.stopper.record(len(history))
+        metrics["early_stopping"] = record
+        outcome = (f"Weights: from epoch {record['weights_epoch']} of {len(history)} "
+                   + (f"(best {record['monitor']} {record['best']:.6g}); " if
+                      record["restored_best_weights"] else "(the last); ")
+                   + (f"early stopping ended training after epoch {record['stopped_epoch']} "
+                      f"of {exp.training.epochs}" if record["stopped_early"] else
+                      f"no early stop ({exp.training.epochs} epochs)"))
+        atomic_write_text(run_dir / "summary.txt", _summary(
+            exp, in_shape, len(spec.class_names), outcome))
     write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
     if trained.events is not None:
         trained.events.finish(run_dir, history.as_dict(), metrics)

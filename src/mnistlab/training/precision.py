@@ -20,7 +20,7 @@ from torch import nn
 
 from mnistlab.config.sections import TrainingConfig
 from mnistlab.errors import TrainingError
-from mnistlab.training.steps import EVAL_BATCH_SIZE, TrainingPlan, autograd_step, chunked_step
+from mnistlab.training.steps import TrainingPlan, autograd_step, chunked_step
 
 __all__ = ["PRECISIONS", "bf16_supported", "check_precision", "autocast_forward", "bf16_plan"]
 
@@ -70,7 +70,7 @@ def bf16_plan(model: nn.Module, cfg: TrainingConfig, device: torch.device | str 
     """The stock plan (whole batches, or chunks when `cfg.chunk_size` says so) in bfloat16."""
     forward = autocast_forward(model, device)
     if cfg.chunk_size:
-        return TrainingPlan(model, chunked_step(model, cfg.chunk_size, forward),
-                            eval_batch_size=cfg.chunk_size, applied=(BF16_LABEL,))
-    return TrainingPlan(model, autograd_step(model, forward), eval_batch_size=EVAL_BATCH_SIZE,
+        step = chunked_step(model, cfg.chunk_size, cfg.label_smoothing, forward)
+        return TrainingPlan(model, step, eval_batch_size=cfg.chunk_size, applied=(BF16_LABEL,))
+    return TrainingPlan(model, autograd_step(model, forward, cfg.label_smoothing),
                         applied=(BF16_LABEL,))
