@@ -59,7 +59,7 @@ function lineChart(series, opts = {}) {
     svg.append(n); return n;
   };
   const all = series.flatMap(s => s.values.filter(v => Number.isFinite(v)));
-  const n = Math.max(1, ...series.map(s => s.values.length));
+  const n = Math.max(1, opts.epochs || 0, ...series.map(s => s.values.length));  // planned epochs keep the x axis still
   let lo = all.length ? Math.min(...all) : 0, hi = all.length ? Math.max(...all) : 1;
   if (hi - lo < 1e-9) { lo -= 0.5; hi += 0.5; }
   const pad = (hi - lo) * 0.06; lo -= pad; hi += pad;
@@ -122,6 +122,14 @@ function sortableTable(columns, rows, opts = {}) {
   draw();
   return table;
 }
+
+// parent.append, leaving out the null / false of optional parts (DOM append writes them as text)
+function add(parent, ...children) {
+  parent.append(...children.flat().filter(c => c !== null && c !== undefined && c !== false));
+  return parent;
+}
+
+function className(index, name) { return String(index) === String(name) ? name : `${index} ${name}`; }
 
 function nav(active) {
   const links = [["/", "Runs"], ["/compare", "Compare"], ["/draw", "Draw"]];

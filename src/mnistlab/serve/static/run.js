@@ -10,13 +10,14 @@ function drawCurves() {
   const h = history, n = (h.loss || []).length;
   const onTest = (window.RUN && RUN.metrics && RUN.metrics.validation === "test");
   const val = onTest ? "test (as validation)" : "validation";
+  const planned = (window.RUN && RUN.epochs) || 0;
   box.replaceChildren(
     lineChart([{ name: "training loss", values: h.loss || [] },
                { name: `${val} loss`, values: h.val_loss || [], dash: "5 3" }],
-              { title: "loss per epoch", id: "chart-loss" }),
+              { title: "loss per epoch", id: "chart-loss", epochs: planned }),
     lineChart([{ name: "training accuracy", values: h.accuracy || [] },
                { name: `${val} accuracy`, values: h.val_accuracy || [], dash: "5 3" }],
-              { title: "accuracy per epoch", id: "chart-accuracy" }));
+              { title: "accuracy per epoch", id: "chart-accuracy", epochs: planned }));
   box.setAttribute("data-epochs", n);
 }
 
@@ -53,6 +54,7 @@ function summaryBlock(s, text) {
 }
 
 function scoresBlock(m) {
+  if (m.test_accuracy === undefined) return el("p", { class: "muted" }, "test scores come when the run completes");
   const items = [["test accuracy", m.test_accuracy], ["test loss", m.test_loss], ["macro F1", m.f1_macro],
     ["parameters", m.params], ["lowest val loss at epoch", m.best_epoch], ["validation", m.validation],
     ["train time", m.train_seconds === undefined ? null : duration(m.train_seconds)], ["device", m.device]];
@@ -64,7 +66,7 @@ function perClassBlock(m) {
   if (!m.per_class) return el("p", { class: "muted" }, "no per-class scores (run not complete)");
   const bar = v => el("span", {}, el("span", { class: "bar", style: null }), fmt(v, 3));
   const table = el("table", { id: "per-class" }, el("tr", {}, ["class", "precision", "recall", "F1", "test images"].map(h => el("th", {}, h))),
-    m.per_class.map(c => el("tr", {}, el("td", {}, `${c.class} ${c.name}`), el("td", { class: "num" }, fmt(c.precision, 3)),
+    m.per_class.map(c => el("tr", {}, el("td", {}, className(c.class, c.name)), el("td", { class: "num" }, fmt(c.precision, 3)),
       el("td", { class: "num" }, fmt(c.recall, 3)), el("td", { class: "num" }, bar(c.f1)), el("td", { class: "num" }, fmt(c.support)))));
   table.querySelectorAll(".bar").forEach((b, i) => { b.style.width = `${Math.round(m.per_class[i].f1 * 80)}px`; b.style.marginRight = "0.4em"; });
   return table;
@@ -91,7 +93,7 @@ function confusionBlock(m) {
     el("tr", {}, el("th", {}, "true \\ predicted"), names.map((n, j) => el("th", { title: n }, String(j)))),
     cm.map((row, i) => {
       const total = row.reduce((a, b) => a + b, 0) || 1;
-      return el("tr", {}, el("th", {}, `${i} ${names[i]}`), row.map((v, j) => {
+      return el("tr", {}, el("th", {}, className(i, names[i])), row.map((v, j) => {
         const td = el("td", { "data-true": i, "data-predicted": j, title: `true ${names[i]}, predicted ${names[j]}: ${v}`,
           onclick: (e) => showCell(i, j, e.currentTarget) }, v);
         const share = v / total;
@@ -109,7 +111,7 @@ async function main() {
   if (data.error) { app.append(el("h1", {}, NAME), el("p", { class: "error" }, data.error)); return; }
   window.RUN = data;
   history = data.history || {};
-  app.append(el("h1", {}, data.name),
+  add(app, el("h1", {}, data.name),
     el("p", {}, `${data.experiment} · ${data.dataset} · ${data.features} · ${data.model} · ${data.optimizer} · batch ${fmt(data.batch_size)} · seed ${fmt(data.seed)}`),
     el("p", { id: "progress" }),
     data.problems.length ? el("p", { class: "problems" }, "problems: " + data.problems.join("; ")) : null,

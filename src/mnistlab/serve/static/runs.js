@@ -19,6 +19,8 @@ const COLUMNS = [
   { key: "problems", label: "problems", render: r => el("span", { class: "problems" }, r.problems.join("; ")) },
 ];
 const FILTERS = ["experiment", "dataset", "status", "group"];
+const FILTER_LABELS = { experiment: "all experiments", dataset: "all datasets", status: "any status",
+                        group: "all suites and sweeps" };
 
 async function main() {
   const app = document.getElementById("app");
@@ -32,7 +34,7 @@ async function main() {
   for (const key of FILTERS) {
     const values = [...new Set(rows.map(r => r[key]).filter(v => v !== "" && v !== null))].sort();
     selects[key] = el("select", { id: "filter-" + key },
-      el("option", { value: "" }, `all ${key === "group" ? "suites/sweeps" : key + "s"}`),
+      el("option", { value: "" }, FILTER_LABELS[key]),
       values.map(v => el("option", { value: v }, v)));
   }
   const count = el("span", { class: "muted", id: "count" });
