@@ -6,6 +6,7 @@
     hog.py       hog show
     predict.py   predict
     report.py    suite, compare, report
+    serve.py     serve (the web app)
     sweep.py     sweep
     progress.py  the rich progress display for training
 
