@@ -12,10 +12,10 @@ import torch.nn.functional as F
 import mnistlab
 from mnistlab.config.load import load_experiment
 from mnistlab.errors import ConfigError, TrainingError
+from mnistlab.fast.precision import bf16_supported, check_precision
 from mnistlab.fast.switch import plan_for
 from mnistlab.nn.build import build_model
-from mnistlab.training import precision
-from mnistlab.training.precision import BF16_LABEL, bf16_supported, check_precision
+from mnistlab.training.precision import BF16_LABEL
 
 NATIVE_BF16, WHY = bf16_supported(torch.device("cpu"))
 needs_bf16 = pytest.mark.skipif(not NATIVE_BF16, reason=f"no native bf16 on this CPU ({WHY})")
@@ -65,17 +65,17 @@ def test_chunks_under_bf16_add_up_to_the_batch():
 
 
 def test_bf16_is_refused_where_the_hardware_lacks_it(monkeypatch):
-    monkeypatch.setattr(precision.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(precision.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     exp = load_experiment("cnn/final", ["training.precision=bf16"])
-    with pytest.raises(TrainingError, match=r'training.precision = "bf16".*AVX-512 BF16: False'):
+    with pytest.raises(TrainingError, match=r'precision = "bf16".*CPU AVX-512 BF16: False'):
         check_precision(exp.training, torch.device("cpu"))
     check_precision(load_experiment("cnn/final").training, torch.device("cpu"))  # fp32: fine
 
 
 def test_a_refused_bf16_run_leaves_no_run_directory(monkeypatch, tiny_dataset, tmp_path):
-    monkeypatch.setattr(precision.torch.cpu, "_is_avx512_bf16_supported", lambda: False)
-    monkeypatch.setattr(precision.torch.cpu, "_is_amx_tile_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     exp = load_experiment("raw/template", ["training.precision=bf16", "training.epochs=1"])
     with pytest.raises(TrainingError):
         mnistlab.run_experiment(exp, runs_dir=tmp_path / "runs")

@@ -35,6 +35,7 @@ from mnistlab.errors import (
     Terminated,
     TrainingError,
 )
+from mnistlab.fast.precision import check_precision
 from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
@@ -61,7 +62,6 @@ from mnistlab.training.device import resolve_device, set_threads
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.interrupt import StopFlag, StopTraining, stop_on_interrupt
 from mnistlab.training.loop import History, evaluate, fit
-from mnistlab.training.precision import check_precision
 from mnistlab.training.schedules import LearningRateSchedule
 from mnistlab.training.steps import TrainingPlan
 

@@ -7,7 +7,7 @@ taken on float32 logits. So the validation and test figures a run reports are th
 float32 model `model.pt` holds, as `predict` will use it. The fast path's kernels are float32,
 so a bf16 run trains on stock PyTorch modules (oneDNN's bfloat16 primitives). The lab's presets
 never use it. Hardware without native bfloat16 arithmetic would emulate it slowly, so it is
-refused there before any work starts.
+refused there before any work starts (`fast.precision.check_precision`, which asks the CPU).
 """
 
 from __future__ import annotations
@@ -19,37 +19,12 @@ import torch
 from torch import nn
 
 from mnistlab.config.sections import TrainingConfig
-from mnistlab.errors import TrainingError
 from mnistlab.training.steps import TrainingPlan, autograd_step, chunked_step
 
-__all__ = ["PRECISIONS", "bf16_supported", "check_precision", "autocast_forward", "bf16_plan"]
+__all__ = ["PRECISIONS", "BF16_LABEL", "autocast_forward", "bf16_plan"]
 
 PRECISIONS = ("fp32", "bf16")
 BF16_LABEL = "bf16 autocast of training batches (stock modules: the fast kernels are fp32)"
-
-
-def bf16_supported(device: torch.device) -> tuple[bool, str]:
-    """(whether `device` does bfloat16 arithmetic natively, what the answer rests on)."""
-    if device.type == "cuda":
-        ok = torch.cuda.is_bf16_supported()
-        return ok, f"torch.cuda.is_bf16_supported() is {ok} for {torch.cuda.get_device_name()}"
-    if device.type != "cpu":
-        return False, f"no bfloat16 policy for device {device.type!r}"
-    avx512_bf16 = bool(torch.cpu._is_avx512_bf16_supported())
-    amx = bool(torch.cpu._is_amx_tile_supported())
-    return avx512_bf16 or amx, f"CPU AVX-512 BF16: {avx512_bf16}, AMX: {amx}"
-
-
-def check_precision(cfg: TrainingConfig, device: torch.device) -> None:
-    """Refuse bf16 where the hardware lacks it, naming the field, the value and the reason."""
-    if cfg.precision != "bf16":
-        return
-    ok, why = bf16_supported(device)
-    if not ok:
-        raise TrainingError(
-            f"training.precision = \"bf16\" needs native bfloat16 arithmetic (a CPU with "
-            f"AVX-512 BF16 or AMX, or a GPU that supports it); this {device.type} has none "
-            f"({why}). Use training.precision = \"fp32\".")
 
 
 def autocast_forward(model: nn.Module, device: torch.device | str = "cpu"
