@@ -96,6 +96,9 @@ def test_off_by_default_and_config_digest_unchanged(tiny_dataset, tmp_path):
     assert "tensorboard" not in to_toml(off)  # earlier runs' config.toml stay as they were
     assert config_digest(off) == config_digest(on)  # a record of the run, not its result
     assert off.description == on.description
+    from mnistlab.report.compare import _group_key  # `compare` puts them in one group
+
+    assert _group_key(off.to_dict()) == _group_key(on.to_dict())
 
 
 class _CtrlC:
