@@ -53,6 +53,7 @@ def test_run_experiment_returns_the_run_as_recorded(trained):
     assert [r["epoch"] for r in trained.history.rows()] == [1, 2]
     assert trained.history.rows()[1]["val_loss"] == trained.history["val_loss"][1]
     assert trained.name == trained.run_dir.name and trained.path == trained.run_dir
+    assert trained.experiment.model.hidden == (32,) and trained.experiment.training.epochs == 2
 
 
 def test_the_model_is_the_trained_stock_network_in_eval_mode_on_the_cpu(trained):
@@ -149,6 +150,7 @@ def test_a_run_that_did_not_finish_loads_but_has_no_model(trained, tmp_path):
     assert run.status == "interrupted" and run.metrics is None and run.history.epochs == 2
     with pytest.raises(RunError, match="only a complete run has a trained model.*resume"):
         run.predict(np.zeros((28, 28)))
+    assert run.experiment == trained.experiment  # its configuration is still there
     html = run._repr_html_()
     assert "interrupted" in html and len(_embedded_pngs(html)) == 2  # the curves, no confusion
 

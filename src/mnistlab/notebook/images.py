@@ -38,6 +38,9 @@ class Predictions:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def __repr__(self) -> str:
+        return f"Predictions({len(self)} images, classes={self.classes.tolist()})"
+
     @property
     def names(self) -> list[str | None]:
         """Each image's class name (None where no ink was found)."""

@@ -58,6 +58,7 @@ class ProgressReporter:
         self.progress = _EpochProgress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=self.console, transient=False,
+            refresh_per_second=4,  # each redraw in Jupyter is a widget message: few are plenty
         )
         self.epochs_task = self.progress.add_task(f"{name or 'run'} epochs", total=epochs,
                                                   completed=first_epoch)
