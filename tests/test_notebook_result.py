@@ -195,3 +195,36 @@ def test_run_experiment_shows_progress_in_a_kernel_and_nothing_in_a_script(
     _fake_ipython(monkeypatch, kernel=True)
     run = mnistlab.run_experiment(exp, runs_dir=tmp_path / "kernel")
     assert "epoch    1/1  loss" in capsys.readouterr().out and run.status == "complete"
+
+
+def test_without_ipywidgets_a_notebook_gets_one_line_per_epoch(monkeypatch):
+    assert progress.has_widgets()  # installed here; the test takes it away
+    monkeypatch.setattr(progress, "has_widgets", lambda: False)
+    console = Console(file=io.StringIO(), width=120)
+    monkeypatch.setattr(console, "is_jupyter", True)
+    monkeypatch.setattr(console, "print", lambda text, **kw: console.file.write(text + "\n"))
+    rep = progress.ProgressReporter(console)
+    rep.start("nb", 1, 0)
+    rep.batch(1, 1)
+    rep.epoch(0, {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.4, "val_accuracy": 0.9,
+                  "seconds": 1.0})
+    rep.stop()
+    text = console.file.getvalue()
+    assert 'pip install "mnistlab[notebook]"' in text and "epoch    1/1  loss 0.5000" in text
+
+
+def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone():
+    """A kernel sets MPLBACKEND to its inline backend; making a run's figures must not switch it
+    (pyplot's `use("Agg")` would, and the user's own plots would stop showing)."""
+    import os
+    import subprocess
+
+    code = ("import sys, matplotlib\n"
+            "from mnistlab.plots import curves_figure, save_figure\n"
+            "h = {'loss': [1.0, 0.5], 'val_loss': [1.1, 0.6]}\n"
+            "save_figure(curves_figure(h, 'loss'), sys.argv[1])\n"
+            "print(matplotlib.rcParams['backend'], 'matplotlib.pyplot' in sys.modules)")
+    inline = "module://matplotlib_inline.backend_inline"
+    out = subprocess.run([sys.executable, "-c", code, os.devnull], capture_output=True,
+                         text=True, check=True, env={**os.environ, "MPLBACKEND": inline})
+    assert out.stdout.split() == [inline, "False"]
