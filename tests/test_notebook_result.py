@@ -228,3 +228,38 @@ def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone():
     out = subprocess.run([sys.executable, "-c", code, os.devnull], capture_output=True,
                          text=True, check=True, env={**os.environ, "MPLBACKEND": inline})
     assert out.stdout.split() == [inline, "False"]
+
+
+class _CtrlCAt:
+    """A reporter that presses Ctrl-C (a real SIGINT) at one batch count."""
+
+    def __init__(self, at: int):
+        self.at, self.seen = at, 0
+
+    def start(self, name, epochs, first_epoch): ...
+    def epoch(self, epoch, logs): ...
+    def stop(self): ...
+
+    def batch(self, done, total):
+        self.seen += 1
+        if self.seen == self.at:
+            import signal
+
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_an_interrupted_run_loads_without_a_model_and_resumes_into_a_run(tiny_dataset, tmp_path):
+    from mnistlab.errors import RunInterrupted
+
+    exp = mnistlab.load_experiment("raw/template", [
+        "training.epochs=2", "training.batch_size=8", "model.hidden=[8]", "data.validation=0.2",
+        "output.plots=false"])
+    with pytest.raises(RunInterrupted) as stopped:
+        mnistlab.run_experiment(exp, runs_dir=tmp_path, reporter=_CtrlCAt(8))  # in epoch 2
+    cut = mnistlab.load_run(stopped.value.run_dir)
+    assert cut.status == "interrupted" and cut.history.epochs == 1 and cut.metrics is None
+    with pytest.raises(RunError, match="run is interrupted"):
+        cut.model  # noqa: B018 - the property is what is tested
+    done = mnistlab.resume_run(cut.run_dir)
+    assert isinstance(done, Run) and done.status == "complete" and done.history.epochs == 2
+    assert not done.model.training and done.predict(np.eye(28)).classes.shape == (1,)
