@@ -53,6 +53,7 @@ def test_run_experiment_returns_the_run_as_recorded(trained):
     assert [r["epoch"] for r in trained.history.rows()] == [1, 2]
     assert trained.history.rows()[1]["val_loss"] == trained.history["val_loss"][1]
     assert trained.name == trained.run_dir.name and trained.path == trained.run_dir
+    assert trained.experiment.model.hidden == (32,) and trained.experiment.training.epochs == 2
 
 
 def test_the_model_is_the_trained_stock_network_in_eval_mode_on_the_cpu(trained):
@@ -149,6 +150,7 @@ def test_a_run_that_did_not_finish_loads_but_has_no_model(trained, tmp_path):
     assert run.status == "interrupted" and run.metrics is None and run.history.epochs == 2
     with pytest.raises(RunError, match="only a complete run has a trained model.*resume"):
         run.predict(np.zeros((28, 28)))
+    assert run.experiment == trained.experiment  # its configuration is still there
     html = run._repr_html_()
     assert "interrupted" in html and len(_embedded_pngs(html)) == 2  # the curves, no confusion
 
@@ -193,3 +195,71 @@ def test_run_experiment_shows_progress_in_a_kernel_and_nothing_in_a_script(
     _fake_ipython(monkeypatch, kernel=True)
     run = mnistlab.run_experiment(exp, runs_dir=tmp_path / "kernel")
     assert "epoch    1/1  loss" in capsys.readouterr().out and run.status == "complete"
+
+
+def test_without_ipywidgets_a_notebook_gets_one_line_per_epoch(monkeypatch):
+    assert progress.has_widgets()  # installed here; the test takes it away
+    monkeypatch.setattr(progress, "has_widgets", lambda: False)
+    console = Console(file=io.StringIO(), width=120)
+    monkeypatch.setattr(console, "is_jupyter", True)
+    monkeypatch.setattr(console, "print", lambda text, **kw: console.file.write(text + "\n"))
+    rep = progress.ProgressReporter(console)
+    rep.start("nb", 1, 0)
+    rep.batch(1, 1)
+    rep.epoch(0, {"loss": 0.5, "accuracy": 0.8, "val_loss": 0.4, "val_accuracy": 0.9,
+                  "seconds": 1.0})
+    rep.stop()
+    text = console.file.getvalue()
+    assert 'pip install "mnistlab[notebook]"' in text and "epoch    1/1  loss 0.5000" in text
+
+
+def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone():
+    """A kernel sets MPLBACKEND to its inline backend; making a run's figures must not switch it
+    (pyplot's `use("Agg")` would, and the user's own plots would stop showing)."""
+    import os
+    import subprocess
+
+    code = ("import sys, matplotlib\n"
+            "from mnistlab.plots import curves_figure, save_figure\n"
+            "h = {'loss': [1.0, 0.5], 'val_loss': [1.1, 0.6]}\n"
+            "save_figure(curves_figure(h, 'loss'), sys.argv[1])\n"
+            "print(matplotlib.rcParams['backend'], 'matplotlib.pyplot' in sys.modules)")
+    inline = "module://matplotlib_inline.backend_inline"
+    out = subprocess.run([sys.executable, "-c", code, os.devnull], capture_output=True,
+                         text=True, check=True, env={**os.environ, "MPLBACKEND": inline})
+    assert out.stdout.split() == [inline, "False"]
+
+
+class _CtrlCAt:
+    """A reporter that presses Ctrl-C (a real SIGINT) at one batch count."""
+
+    def __init__(self, at: int):
+        self.at, self.seen = at, 0
+
+    def start(self, name, epochs, first_epoch): ...
+    def epoch(self, epoch, logs): ...
+    def stop(self): ...
+
+    def batch(self, done, total):
+        self.seen += 1
+        if self.seen == self.at:
+            import signal
+
+            signal.raise_signal(signal.SIGINT)
+
+
+def test_an_interrupted_run_loads_without_a_model_and_resumes_into_a_run(tiny_dataset, tmp_path):
+    from mnistlab.errors import RunInterrupted
+
+    exp = mnistlab.load_experiment("raw/template", [
+        "training.epochs=2", "training.batch_size=8", "model.hidden=[8]", "data.validation=0.2",
+        "output.plots=false"])
+    with pytest.raises(RunInterrupted) as stopped:
+        mnistlab.run_experiment(exp, runs_dir=tmp_path, reporter=_CtrlCAt(8))  # in epoch 2
+    cut = mnistlab.load_run(stopped.value.run_dir)
+    assert cut.status == "interrupted" and cut.history.epochs == 1 and cut.metrics is None
+    with pytest.raises(RunError, match="run is interrupted"):
+        cut.model  # noqa: B018 - the property is what is tested
+    done = mnistlab.resume_run(cut.run_dir)
+    assert isinstance(done, Run) and done.status == "complete" and done.history.epochs == 2
+    assert not done.model.training and done.predict(np.eye(28)).classes.shape == (1,)

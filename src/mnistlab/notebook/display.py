@@ -74,7 +74,7 @@ def history_html(history: Mapping[str, Sequence[float]]) -> str:
 
 
 def run_html(info: RunInfo, summary: str = "") -> str:
-    """One run: its status, test scores beside its curves and confusion matrix, its summary."""
+    """One run: its status, test scores, curves and confusion matrix, then its summary."""
     cfg = info.config or {}
     said = [info.status, str(Path(info.path))]
     if isinstance(cfg.get("description"), str) and cfg["description"]:
@@ -86,9 +86,10 @@ def run_html(info: RunInfo, summary: str = "") -> str:
                    Image("accuracy.png", accuracy_png(info), "training vs validation accuracy")]
     if info.metrics and info.metrics.get("confusion") and info.metrics.get("class_names"):
         images.append(Image("confusion.png", confusion_png(info), "test confusion matrix"))
-    table = _metrics_table(info.metrics) if info.metrics else None
-    if images or table:
-        blocks.append(Panel(tuple(images), table))
+    if info.metrics:
+        blocks.append(_metrics_table(info.metrics))
+    if images:
+        blocks.append(Panel(tuple(images)))
     if info.problems:
         blocks.append(Bullets(tuple(info.problems)))
     if summary:

@@ -38,6 +38,9 @@ class Predictions:
     def __len__(self) -> int:
         return len(self.classes)
 
+    def __repr__(self) -> str:
+        return f"Predictions({len(self)} images, classes={self.classes.tolist()})"
+
     @property
     def names(self) -> list[str | None]:
         """Each image's class name (None where no ink was found)."""
@@ -53,8 +56,9 @@ class Predictions:
         rows = []
         for i, (frame, c, err) in enumerate(zip(self.frames, self.classes, self.errors,
                                                 strict=True)):
+            name = "" if err or self.class_names[c] == str(c) else f" {self.class_names[c]}"
             said = (html.escape(err) if err else
-                    f"{c} {html.escape(self.class_names[c])} ({self.probabilities[i, c]:.3f})")
+                    f"{c}{html.escape(name)} ({self.probabilities[i, c]:.3f})")
             rows.append(f'<tr><td>{i}</td><td><img src="{_png_uri(frame)}" width="56" '
                         f'height="56" style="image-rendering:pixelated" alt="input {i}"></td>'
                         f"<td>{said}</td></tr>")

@@ -7,6 +7,7 @@ line above the bar, because a notebook cell is read after the fact, not watched.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections.abc import Iterable
 
@@ -14,7 +15,7 @@ from rich.console import Console, RenderableType
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
-__all__ = ["ProgressReporter", "in_notebook", "default_reporter"]
+__all__ = ["ProgressReporter", "in_notebook", "has_widgets", "default_reporter"]
 
 
 def in_notebook() -> bool:
@@ -30,6 +31,11 @@ def in_notebook() -> bool:
     except Exception:  # noqa: BLE001 - a broken or stub IPython means: no kernel to draw in
         return False
     return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def has_widgets() -> bool:
+    """Whether ipywidgets is installed: rich draws its live bar in Jupyter as a widget."""
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 class _EpochProgress(Progress):
@@ -52,12 +58,19 @@ class ProgressReporter:
         self.progress: _EpochProgress | None = None
         self.epochs_task = self.batches_task = None
         self.epochs = 0
+        self.lines_only = False  # Jupyter without ipywidgets: rich cannot draw a live bar there
 
     def start(self, name: str, epochs: int, first_epoch: int) -> None:
         self.epochs = epochs
+        if self.console.is_jupyter and not has_widgets():
+            self.lines_only = True
+            self.note('no progress bar without ipywidgets (pip install "mnistlab[notebook]"); '
+                      "one line per epoch instead")
+            return
         self.progress = _EpochProgress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TimeRemainingColumn(), console=self.console, transient=False,
+            refresh_per_second=4,  # each redraw in Jupyter is a widget message: few are plenty
         )
         self.epochs_task = self.progress.add_task(f"{name or 'run'} epochs", total=epochs,
                                                   completed=first_epoch)
@@ -73,12 +86,14 @@ class ProgressReporter:
             self.progress.update(self.batches_task, completed=done, total=total)
 
     def epoch(self, epoch: int, logs: dict[str, float]) -> None:
+        line = (f"epoch {epoch + 1:>4}/{self.epochs}  loss {logs['loss']:.4f} "
+                f"acc {logs['accuracy']:.4f} val_loss {logs['val_loss']:.4f} "
+                f"val_acc {logs['val_accuracy']:.4f} {logs['seconds']:.2f}s")
         if self.progress is None:
+            if self.lines_only:
+                self.console.print(line, highlight=False)
             return
-        self.progress.lines.append(
-            f"epoch {epoch + 1:>4}/{self.epochs}  loss {logs['loss']:.4f} "
-            f"acc {logs['accuracy']:.4f} val_loss {logs['val_loss']:.4f} "
-            f"val_acc {logs['val_accuracy']:.4f} {logs['seconds']:.2f}s")
+        self.progress.lines.append(line)
         self.progress.update(self.epochs_task, completed=epoch + 1)
         if epoch + 1 < self.epochs:
             self.progress.reset(self.batches_task, description=f"epoch {epoch + 2}", total=None)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import RunError
 from mnistlab.notebook.display import history_html, metrics_html, run_html
@@ -104,10 +105,18 @@ class Run:
         """The trained network: stock `torch.nn.Sequential`, on the CPU, in eval mode."""
         return self.predictor.model
 
-    @property
+    @cached_property
     def experiment(self) -> Experiment:
-        """The validated configuration the run was trained with (its config.toml)."""
-        return self.predictor.experiment
+        """The validated configuration the run was trained with (its config.toml).
+
+        Raises:
+            RunError: config.toml is missing or does not validate (see `problems`).
+        """
+        if self.config is None:
+            why = "; ".join(self.problems) or "missing"
+            raise RunError(f"{self.run_dir / 'config.toml'}: no usable configuration ({why})")
+        return experiment_from_dict(self.config, str(self.run_dir / "config.toml"),
+                                    check_memory=False)
 
     @property
     def summary(self) -> str:
