@@ -49,7 +49,8 @@ from mnistlab.predict.imageprep import (
 )
 
 __all__ = ["Prediction", "Predictor", "load_predictor", "open_predictor", "expand_paths",
-           "predict_files", "write_predictions_csv", "save_seen_frames", "IMAGE_SUFFIXES",
+           "predict_files", "write_predictions_csv", "save_seen_frames", "quantise_frame",
+           "IMAGE_SUFFIXES",
            "DIGIT_STYLE", "NO_INK"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what a folder is searched for
@@ -166,7 +167,7 @@ def _prepare(path: Path, digit_style: bool, max_pixels: int) -> Preparation:
     return prepare_frame(load_image(path, max_pixels=max_pixels), digit_style=digit_style)
 
 
-def _quantise(frame: np.ndarray) -> np.ndarray:
+def quantise_frame(frame: np.ndarray) -> np.ndarray:
     """(28, 28) uint8: the framed image quantised to 8 bits, as the datasets store images."""
     return np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
 
@@ -200,7 +201,7 @@ def predict_files(run_dir: str | Path | Predictor | ExportedPredictor,
                                                   f"{exc})"))
             continue
         if prep.has_ink:
-            frames.append(_quantise(prep.frame))
+            frames.append(quantise_frame(prep.frame))
             kept.append(prep if explain else None)
             results.append(None)
         else:
