@@ -209,6 +209,10 @@ def test_unwritable_outputs_are_refused_before_any_work(runs, tmp_path, capsys):
     _refused(["export", str(runs["mlp"]), "-o", str(tmp_path / "missing" / "m.onnx")], capsys,
              "does not exist")
     _refused(["export", str(runs["mlp"]), "-o", str(tmp_path)], capsys, "is a folder")
+    if Path("/dev/null").exists():
+        _refused(["export", str(runs["mlp"]), "-o", "/dev/null", "--force"], capsys,
+                 "only a regular file is replaced")
+        assert Path("/dev/null").is_char_device()
     if os.geteuid() != 0:  # root writes into any folder: nothing to refuse then
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -58,6 +58,8 @@ def _check_output(out: Path, force: bool) -> None:
     """Refuse, before any work, an output that exists (without force) or cannot be written."""
     if out.is_dir():
         raise RunError(f"{out}: is a folder; give a file name with -o")
+    if out.exists() and not out.is_file():
+        raise RunError(f"{out}: is a device, FIFO or socket; only a regular file is replaced")
     if out.exists() and not force:
         raise RunError(f"{out}: already exists; pass --force to replace it")
     folder = out.parent if str(out.parent) else Path(".")
