@@ -213,7 +213,7 @@ def test_without_ipywidgets_a_notebook_gets_one_line_per_epoch(monkeypatch):
     assert 'pip install "mnistlab[notebook]"' in text and "epoch    1/1  loss 0.5000" in text
 
 
-def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone():
+def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone(tmp_path):
     """A kernel sets MPLBACKEND to its inline backend; making a run's figures must not switch it
     (pyplot's `use("Agg")` would, and the user's own plots would stop showing)."""
     import os
@@ -225,7 +225,8 @@ def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone():
             "save_figure(curves_figure(h, 'loss'), sys.argv[1])\n"
             "print(matplotlib.rcParams['backend'], 'matplotlib.pyplot' in sys.modules)")
     inline = "module://matplotlib_inline.backend_inline"
-    out = subprocess.run([sys.executable, "-c", code, os.devnull], capture_output=True,
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "loss.png")],
+                         capture_output=True,
                          text=True, check=True, env={**os.environ, "MPLBACKEND": inline})
     assert out.stdout.split() == [inline, "False"]
 
