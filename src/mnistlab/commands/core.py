@@ -11,6 +11,7 @@ from mnistlab.commands import (
     add_experiment_args,
     add_fast_arg,
     add_io_args,
+    add_tensorboard_arg,
     console,
     experiment_from_args,
 )
@@ -71,6 +72,7 @@ def _print_result(result) -> None:
 def run_args(p: argparse.ArgumentParser) -> None:
     add_experiment_args(p)
     add_io_args(p)
+    add_tensorboard_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -105,6 +107,7 @@ def resume_args(p: argparse.ArgumentParser) -> None:
     add_io_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_fast_arg(p)
+    add_tensorboard_arg(p)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -114,7 +117,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run_dir(args.run, args.runs_dir)
     try:
-        result = resume_run(run_dir, args.data_dir, None if args.quiet else RichReporter())
+        result = resume_run(run_dir, args.data_dir, None if args.quiet else RichReporter(),
+                            tensorboard=args.tensorboard)
     except RunInterrupted as exc:
         return _interrupted("resume", exc)
     _print_result(result)
@@ -186,12 +190,22 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def runs_args(p: argparse.ArgumentParser) -> None:
+    from mnistlab.commands.tracking import runs_actions_args
+
     add_io_args(p, data=False)
+    runs_actions_args(p)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """The runs table; a damaged run is a row saying so. A `--runs-dir` that does not exist, or
-    is not a folder, is an error (exit 2), not an empty table."""
+    is not a folder, is an error (exit 2), not an empty table. `runs tensorboard` and
+    `runs export` are in `commands.tracking`."""
+    from mnistlab.commands import tracking
+
+    if args.runs_action == "tensorboard":
+        return tracking.cmd_runs_tensorboard(args)
+    if args.runs_action == "export":
+        return tracking.cmd_runs_export(args)
     from rich.markup import escape
     from rich.table import Table
 

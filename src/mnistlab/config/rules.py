@@ -96,6 +96,7 @@ RULES: dict[str, Rule] = {
     "training.threads": Rule("int", 0, 1024),
     "training.fast": Rule("bool"),
     "training.chunk_size": Rule("int", 0, 10_000_000),
+    "training.precision": Rule("choice", choices=("fp32", "bf16")),
     "training.label_smoothing": Rule("float", 0.0, 1.0, high_open=True),
     "schedule.name": Rule("choice", choices=SCHEDULE_NAMES),
     "schedule.step_epochs": Rule("int", 1, 100_000, optional=True),
@@ -127,6 +128,7 @@ RULES: dict[str, Rule] = {
     "early_stopping.start_from_epoch": Rule("int", 0, 100_000),
     "output.name": Rule("str"),
     "output.plots": Rule("bool"),
+    "output.tensorboard": Rule("bool"),
 }
 
 

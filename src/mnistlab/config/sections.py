@@ -76,6 +76,7 @@ class TrainingConfig:
     threads: int = 0  # CPU threads for PyTorch (0 = all cores)
     fast: bool = True  # mnistlab's CPU speed-ups (mnistlab.fast); false = stock PyTorch modules
     chunk_size: int = 0  # images per forward pass inside a batch (0 = chosen by mnistlab.fast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of training batches; weights stay fp32)
     label_smoothing: float = 0.0  # Keras: targets y * (1 - ls) + ls / classes, in every loss
 
 
@@ -165,6 +166,7 @@ class EarlyStoppingConfig:
 class OutputConfig:
     name: str = ""  # run name (slug); defaults to the preset or file name
     plots: bool = True  # write loss/accuracy/confusion PNGs into the run
+    tensorboard: bool = False  # write TensorBoard event files into <run>/tensorboard (tensorboardX)
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,8 @@ class Experiment:
             data["optimizer"].pop(key)
         if not self.augmentation.active:  # off: left out, so earlier runs keep their digest
             data.pop("augmentation")
+        if not self.output.tensorboard:  # likewise: config.toml of earlier runs stays the same
+            data["output"].pop("tensorboard")
         return leave_out_unused(self, data)
 
 

@@ -37,6 +37,7 @@ from mnistlab.fast.rewrite import (
     rewrite_for_cpu,
 )
 from mnistlab.fast.sparse_input import split_autograd_step, split_training_input
+from mnistlab.training.precision import bf16_plan
 from mnistlab.training.steps import (
     EVAL_BATCH_SIZE,
     TrainingPlan,
@@ -54,7 +55,10 @@ def fast_enabled(cfg: TrainingConfig) -> bool:
 
 def plan_for(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
              device: torch.device | str = "cpu", note=None) -> TrainingPlan:
-    """The fast plan when the switch is on, else the stock one."""
+    """The fast plan when the switch is on, else the stock one; a bf16 run (which the fp32
+    kernels here cannot serve) gets the stock plan under bfloat16 autocast."""
+    if cfg.precision == "bf16":
+        return bf16_plan(model, cfg, device)
     if fast_enabled(cfg):
         return accelerate(model, cfg, model_cfg, device, note)
     return stock_plan(model, cfg)

@@ -49,6 +49,7 @@ from mnistlab.runs.directory import (
     write_status,
 )
 from mnistlab.runs.outputs import run_metrics, write_outputs
+from mnistlab.runs.tensorboard import EventLog, require_tensorboard
 from mnistlab.training.augment import augmented_plan, make_augmenter
 from mnistlab.training.checkpoint import (
     CheckpointMismatch,
@@ -60,6 +61,7 @@ from mnistlab.training.device import resolve_device, set_threads
 from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.interrupt import StopFlag, StopTraining, stop_on_interrupt
 from mnistlab.training.loop import History, evaluate, fit
+from mnistlab.training.precision import check_precision
 from mnistlab.training.schedules import LearningRateSchedule
 from mnistlab.training.steps import TrainingPlan
 
@@ -111,12 +113,16 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
     """Train `exp` into a new run directory and return its metrics.
 
     The run's config.toml records `training.fast` as it applies (false when `MNISTLAB_FAST=0`
-    switched the speed-ups off), and metrics.json lists what they changed.
+    switched the speed-ups off), and metrics.json lists what they changed. With
+    `output.tensorboard` the run also writes TensorBoard event files (`runs.tensorboard`).
     """
+    if exp.output.tensorboard:
+        require_tensorboard()
     exp = dataclasses.replace(exp, training=dataclasses.replace(
         exp.training, fast=fast_enabled(exp.training)))
     splits, spec = prepare_data(exp, data_dir)  # DataError here: no run directory yet
     device = resolve_device(exp.training.device)
+    check_precision(exp.training, device)
     run_dir = create_run_dir(runs_root(runs_dir), exp.output.name or "run")
     in_shape = tuple(splits.x_train.shape[1:])
     n_classes = len(spec.class_names)
@@ -129,7 +135,8 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
         except BaseException:  # disk full, folder gone, Ctrl-C: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        return _train_into(run_dir, exp, splits, spec, device, None, reporter)
+        return _train_into(run_dir, exp, splits, spec, device, None, reporter,
+                           tensorboard=exp.output.tensorboard)
 
 
 def _summary(exp: Experiment, in_shape: tuple[int, ...], n_classes: int,
@@ -153,8 +160,11 @@ def _summary(exp: Experiment, in_shape: tuple[int, ...], n_classes: int,
 
 
 def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
-               reporter: Reporter | None = None) -> RunResult:
+               reporter: Reporter | None = None, tensorboard: bool = False) -> RunResult:
     """Continue an interrupted (or failed-by-crash) run from its last checkpoint.
+
+    TensorBoard events are written when the run's config asks for them or `tensorboard` is
+    true; the run's event log goes on where it stopped.
 
     Raises RunInUse, before anything else, while another process trains or resumes the run.
     """
@@ -172,6 +182,9 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
         except (OSError, ValueError) as exc:
             raise RunError(f"{run_dir}/config.toml: unreadable ({exc}); cannot resume") from None
         exp = experiment_from_dict(raw, str(run_dir / "config.toml"))
+        tensorboard = tensorboard or exp.output.tensorboard
+        if tensorboard:
+            require_tensorboard()
         checkpoint = None
         if (run_dir / "checkpoint.pt").exists():
             checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
@@ -179,8 +192,9 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
                 raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
         splits, spec = prepare_data(exp, data_dir)
         device = resolve_device(exp.training.device)
+        check_precision(exp.training, device)
         return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter,
-                           resumed=True)
+                           resumed=True, tensorboard=tensorboard)
 
 
 @dataclass
@@ -191,12 +205,13 @@ class _Trained:
     plan: TrainingPlan
     test: tuple[torch.Tensor, torch.Tensor]
     threads: int
+    events: EventLog | None = None
     stopper: EarlyStopping | None = None
 
 
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
                 device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
-                resumed: bool = False) -> RunResult:
+                resumed: bool = False, tensorboard: bool = False) -> RunResult:
     """Train, then write the outputs; status.json never stays "running" on the way out: it
     ends "complete", "interrupted" (Ctrl-C or SIGTERM, anywhere) or "failed" with the reason.
 
@@ -205,11 +220,11 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     stops at once, and the last epoch checkpoint lets `resume` redo what is missing.
     """
     history = History()
-    with stop_on_interrupt() as stop:
+    with stop_on_interrupt() as stop, contextlib.ExitStack() as held:
         stop.immediate = True
         try:
             trained = _fit_run(run_dir, exp, splits, spec, device, checkpoint, reporter,
-                               history, stop, resumed)
+                               history, stop, resumed, held if tensorboard else None)
         except (RunInterrupted, CheckpointMismatch):  # a checkpoint that does not fit: the
             raise  # status stays as it was (it was not set to "running")
         except KeyboardInterrupt as exc:  # a second signal, or one before training started
@@ -239,7 +254,10 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
 
 def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
              device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
-             history: History, stop: StopFlag, resumed: bool = False) -> _Trained:
+             history: History, stop: StopFlag, resumed: bool = False,
+             events_held: contextlib.ExitStack | None = None) -> _Trained:
+    """Build, restore and train; with `events_held` the TensorBoard log opens once the
+    history is restored, and closes when that stack does."""
     threads = set_threads(exp.training.threads)
     in_shape = tuple(splits.x_train.shape[1:])
     digest = config_digest(exp)
@@ -268,6 +286,10 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
         history.lr.extend([exp.optimizer.learning_rate] * missing)  # had one constant rate
     if resumed:  # only now: a checkpoint that does not fit leaves the status as it was
         write_status(run_dir, "running", resumed=True)
+    events = None
+    if events_held is not None:
+        events = events_held.enter_context(contextlib.closing(
+            EventLog(run_dir, exp.to_dict(), history.as_dict())))
     train, val, test = _tensors(splits, device)
 
     def save(position=None) -> None:
@@ -277,6 +299,8 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         save()
+        if events is not None:  # after the checkpoint: a resume rewrites what this misses
+            events.epoch(epoch + 1, logs)
         if reporter:
             reporter.epoch(epoch, logs)
 
@@ -303,7 +327,7 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     finally:
         if reporter:
             reporter.stop()
-    return _Trained(model, plan, test, threads, stopper)
+    return _Trained(model, plan, test, threads, events, stopper)
 
 
 def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Splits,
@@ -326,6 +350,8 @@ def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Split
         atomic_write_text(run_dir / "summary.txt", _summary(
             exp, in_shape, len(spec.class_names), outcome))
     write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
+    if trained.events is not None:
+        trained.events.finish(run_dir, history.as_dict(), metrics)
     write_status(run_dir, "complete", epochs_done=len(history))
     return RunResult(run_dir, metrics, history.as_dict())
 

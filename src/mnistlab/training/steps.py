@@ -59,15 +59,17 @@ def autograd_step(model: nn.Module, forward: Callable[[Any], torch.Tensor] | Non
     return step
 
 
-def chunked_step(model: nn.Module, chunk_size: int, label_smoothing: float = 0.0) -> BatchStep:
+def chunked_step(model: nn.Module, chunk_size: int, label_smoothing: float = 0.0,
+                 forward: Callable[[Any], torch.Tensor] | None = None) -> BatchStep:
     """Gradients of the batch's mean loss, accumulated over chunks of `chunk_size` images.
 
     sum_c (sum of losses in chunk c) / B is the batch mean, so the step equals the whole-batch
     step up to float rounding, while each chunk's activations stay small (a 4096-image batch of
     28x28x9 maps is 115 MB; a 256-image chunk is 7 MB). Exact only when no layer mixes samples:
     config validation refuses `training.chunk_size` for such models
-    (`config.layers.SAMPLE_MIXING_LAYERS`).
+    (`config.layers.SAMPLE_MIXING_LAYERS`). `forward(xc) -> logits` defaults to `model`.
     """
+    forward = forward or model
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(yb)
@@ -75,7 +77,7 @@ def chunked_step(model: nn.Module, chunk_size: int, label_smoothing: float = 0.0
         correct = torch.zeros((), dtype=torch.int64, device=yb.device)
         for s in range(0, n, chunk_size):
             xc, yc = xb[s:s + chunk_size], yb[s:s + chunk_size]
-            logits = model(xc)
+            logits = forward(xc)
             chunk_loss = F.cross_entropy(logits, yc, reduction="sum",
                                          label_smoothing=label_smoothing)
             (chunk_loss / n).backward()
