@@ -39,6 +39,8 @@ def test_keras_docstring_example_patience_3_on_loss():
     """Keras's own example: a loss that stops improving after epoch 1 -> 4 epochs are run."""
     stopper, epochs, _ = _replay([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], monitor="loss", patience=3)
     assert epochs == 4 and stopper.stopped_epoch == 3
+    assert stopper.record(4, 6)["stopped_early"] and stopper.record(4, 6)["stopped_epoch"] == 4
+    assert not stopper.record(4, 4)["stopped_early"]  # the rule fired in the last epoch
 
 
 def test_patience_0_stops_at_the_first_epoch_without_improvement():

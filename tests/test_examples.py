@@ -27,3 +27,15 @@ def test_readme_links_only_files_inside_the_repository():
     for needed in ("RMSprop", "784-250-10", "pixels_per_cell", "7,465", "177,600", "Q5"):
         assert needed in lab, needed
     assert "suite list" in readme
+
+
+def test_schedule_example_summarises(capsys):
+    """examples/cnn-adam-cosine.toml: Adam, cosine warmup, label smoothing, early stopping."""
+    assert main(["summary", str(ROOT / "examples" / "cnn-adam-cosine.toml")]) == 0
+    out = capsys.readouterr().out
+    for line in ("Optimizer: adam (learning_rate=0.0001,",
+                 "Schedule: cosine per optimiser step from learning_rate 0.0001 (decay_steps=0 "
+                 "(rest of training), alpha=0.0, warmup_target=0.003, warmup_steps=422)",
+                 "Label smoothing: 0.1", "Early stopping: val_accuracy (max), patience 5"):
+        assert line in out, line
+    assert "examples/cnn-adam-cosine.toml" in (ROOT / "README.md").read_text()

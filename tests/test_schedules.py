@@ -198,3 +198,41 @@ def test_the_schedule_reaches_the_fast_path(tiny_dataset, tmp_path):
         torch.testing.assert_close(w, weights["off"][key], rtol=1e-4, atol=1e-6)
     gap = max(float((w - weights["constant"][k]).abs().max()) for k, w in weights["on"].items())
     assert gap > 1e-2
+
+
+def test_report_optimiser_section_shows_schedule_stopping_and_smoothing():
+    from types import SimpleNamespace
+
+    from mnistlab.report.document import Bullets, Math, Para, Table
+    from mnistlab.report.sections import optimizer_section
+
+    lab = SimpleNamespace(label="lab", config=load_experiment("raw/final").to_dict())
+    assert not any("schedule" in getattr(b, "text", "") for b in optimizer_section([lab]))
+    new = load_experiment("raw/final", ["schedule.name=cosine", "schedule.warmup_target=0.01",
+                                        "schedule.warmup_steps=100", "early_stopping.patience=2",
+                                        "data.validation=0.1", "training.label_smoothing=0.1"])
+    run = SimpleNamespace(metrics={"early_stopping": {"stopped_early": True, "stopped_epoch": 7,
+                                                      "weights_epoch": 5}})
+    group = SimpleNamespace(label="new", config=new.to_dict(), representative=run)
+    blocks = optimizer_section([lab, group])
+    rows = [b for b in blocks if isinstance(b, Table)][-1].rows
+    assert rows[0] == ("lab", "constant (learning_rate 0.001)")
+    assert rows[1][1].startswith("cosine per optimiser step from learning_rate 0.001")
+    bullets = next(b for b in blocks if isinstance(b, Bullets)).items
+    assert bullets == ("new: Early stopping: val_loss (min), patience 2, min_delta 0; the "
+                       "representative run stopped early after epoch 7, weights from epoch 5.",)
+    assert any("ε_ls = 0.1" in b.text for b in blocks if isinstance(b, Para))
+    maths = [b.latex for b in blocks if isinstance(b, Math)]
+    assert any(r"\cos" in m for m in maths) and any("epsilon_{ls}" in m for m in maths)
+
+
+def test_report_equations_render_with_mathtext():
+    import io
+
+    from matplotlib import mathtext
+
+    from mnistlab.report import training_section
+
+    for eq in (*training_section.SCHEDULE_EQUATIONS.values(),
+               training_section.SMOOTHING_EQUATION):
+        mathtext.math_to_image(f"${eq}$", io.BytesIO(), format="png")

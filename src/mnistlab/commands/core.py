@@ -35,6 +35,17 @@ def notices(command: str):
                     warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
+def _stop_note(record: dict | None) -> str:
+    """' (stopped early; weights from epoch 5)' for a run with early stopping."""
+    if not record:
+        return ""
+    parts = ["stopped early" if record.get("stopped_early") else "",
+             f"weights from epoch {record['weights_epoch']}"
+             if record.get("restored_best_weights") else ""]
+    text = "; ".join(p for p in parts if p)
+    return f" ({text})" if text else ""
+
+
 def _print_result(result) -> None:
     from rich.table import Table
 
@@ -46,7 +57,7 @@ def _print_result(result) -> None:
         ("macro F1", f"{m['f1_macro']:.4f}"),
         ("micro F1 (= accuracy)", f"{m['f1_micro']:.4f}"),
         ("parameters", f"{m['params']:,}"),
-        ("epochs", str(m["epochs"])),
+        ("epochs", str(m["epochs"]) + _stop_note(m.get("early_stopping"))),
         ("lowest " + ("test (used as validation)" if m.get("validation") == "test" else "val")
          + " loss at epoch", str(m["best_epoch"])),
         ("train time", f"{m['train_seconds']:.1f} s ({m['seconds_per_epoch']:.2f} s/epoch)"),

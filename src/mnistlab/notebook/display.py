@@ -56,8 +56,9 @@ def _metrics_table(metrics: Mapping[str, Any]) -> Table:
 def _history_table(history: Mapping[str, Sequence[float]]) -> Table:
     keys = list(history)
     n = len(history[keys[0]]) if keys else 0
-    rows = tuple((str(i + 1), *(f"{history[k][i]:.2f}" if k == "seconds" else
-                                f"{history[k][i]:.4f}" for k in keys)) for i in range(n))
+    formats = {"seconds": ".2f", "lr": ".4g"}  # a scheduled rate can be 4e-05
+    rows = tuple((str(i + 1), *(f"{history[k][i]:{formats.get(k, '.4f')}}" for k in keys))
+                 for i in range(n))
     return Table(("epoch", *keys), rows)
 
 

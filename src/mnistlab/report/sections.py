@@ -12,6 +12,7 @@ from mnistlab.config.sections import OptimizerConfig
 from mnistlab.errors import MnistlabError
 from mnistlab.report.compare import EXPERIMENTS, Group
 from mnistlab.report.document import Block, Bullets, Heading, Math, Para, Table
+from mnistlab.report.training_section import toolkit_blocks
 
 __all__ = ["optimizer_section", "complexity_section", "chosen_group", "model_layers"]
 
@@ -113,7 +114,7 @@ def optimizer_section(groups: Sequence[Group]) -> list[Block]:
              "images:"),
         *[Math(eq) for eq in LOSS_EQUATIONS],
     ]
-    return blocks
+    return blocks + toolkit_blocks(groups)
 
 
 def chosen_group(groups: Sequence[Group]) -> Group:

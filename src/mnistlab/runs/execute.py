@@ -339,14 +339,14 @@ def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Split
     metrics = run_metrics(exp, spec, splits, result, history, in_shape, device,
                           trained.threads, trained.plan.applied)
     if trained.stopper is not None:
-        record = trained.stopper.record(len(history))
+        record = trained.stopper.record(len(history), exp.training.epochs)
         metrics["early_stopping"] = record
         outcome = (f"Weights: from epoch {record['weights_epoch']} of {len(history)} "
                    + (f"(best {record['monitor']} {record['best']:.6g}); " if
                       record["restored_best_weights"] else "(the last); ")
                    + (f"early stopping ended training after epoch {record['stopped_epoch']} "
                       f"of {exp.training.epochs}" if record["stopped_early"] else
-                      f"no early stop ({exp.training.epochs} epochs)"))
+                      f"trained all {exp.training.epochs} epochs"))
         atomic_write_text(run_dir / "summary.txt", _summary(
             exp, in_shape, len(spec.class_names), outcome))
     write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)

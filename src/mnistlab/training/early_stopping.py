@@ -82,15 +82,17 @@ class EarlyStopping:
             model.load_state_dict(self.best_weights)
             self.restored_epoch = self.best_epoch
 
-    def record(self, epochs_trained: int) -> dict[str, Any]:
+    def record(self, epochs_trained: int, epochs_planned: int) -> dict[str, Any]:
         """What metrics.json says: where training stopped and which epoch the weights are from
-        (1-based epochs, as history.csv counts them)."""
+        (1-based epochs, as history.csv counts them). `stopped_early` is true only when epochs
+        were left out; `stopped_epoch` is set whenever the rule fired (as Keras's, which also
+        fires in the last epoch)."""
         restored = self.restored_epoch is not None
         return {
             "monitor": self.cfg.monitor,
             "best": self.best,
             "best_epoch": None if self.best is None else self.best_epoch + 1,
-            "stopped_early": self.stopped,
+            "stopped_early": self.stopped and epochs_trained < epochs_planned,
             "stopped_epoch": None if self.stopped_epoch is None else self.stopped_epoch + 1,
             "restored_best_weights": restored,
             "weights_epoch": self.restored_epoch + 1 if restored else epochs_trained,
