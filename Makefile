@@ -17,7 +17,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e ".[serve]"  # serve: `mnistlab serve` (starlette, uvicorn)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

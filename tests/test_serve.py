@@ -354,3 +354,40 @@ def test_the_serve_command_prints_its_url_and_warns_when_exposed(runs, monkeypat
     assert main(["serve", "--port", "70000"]) == 2
     (runs["root"].parent / "file").write_text("")
     assert main(["serve", "--runs-dir", str(runs["root"].parent / "file")]) == 2
+
+
+def test_cached_answers_follow_the_run_files(runs, tmp_path, monkeypatch):
+    from mnistlab.serve import index
+
+    monkeypatch.setattr(index, "LISTING_SECONDS", 0.0)
+    root = tmp_path / "runs"
+    run = shutil.copytree(runs["small"], root / runs["small"].name)
+    client = TestClient(create_app(root))
+    first = client.get(f"/api/runs/{run.name}").json()["test_accuracy"]
+    assert client.get("/api/runs").json()["runs"][0]["test_accuracy"] == first
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test_accuracy"] = 0.125
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert client.get(f"/api/runs/{run.name}").json()["test_accuracy"] == 0.125
+    assert client.get("/api/runs").json()["runs"][0]["test_accuracy"] == 0.125
+
+
+def test_clients_asking_at_once_compute_an_answer_once():
+    from mnistlab.serve.cache import AnswerCache
+
+    cache, made = AnswerCache(), []
+
+    def make():
+        made.append(1)
+        time.sleep(0.2)
+        return 200, {"value": float("nan")}
+
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(cache.get("k", make)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and answers == [(200, b'{"value":null}')] * 8
+    assert cache.get(None, make) == (200, b'{"value":null}') and len(made) == 2
