@@ -391,3 +391,21 @@ def test_clients_asking_at_once_compute_an_answer_once():
         t.join()
     assert len(made) == 1 and answers == [(200, b'{"value":null}')] * 8
     assert cache.get(None, make) == (200, b'{"value":null}') and len(made) == 2
+
+
+@pytest.mark.parametrize(("run_name", "group"), [
+    ("lab-main-raw-final-s0", "suite lab-main"), ("lab-main-raw-final-s12", "suite lab-main"),
+    ("grid-p003-s1", "sweep grid"), ("raw-final", ""), ("lab-main-raw-nothing-s0", "")])
+def test_runs_are_grouped_by_the_suite_or_sweep_that_named_them(run_name, group):
+    from mnistlab.experiments.suite import load_suite
+    from mnistlab.serve.index import _group_of
+
+    assert "raw/final" in load_suite("lab-main", strict=False).presets
+    assert _group_of(run_name) == group
+
+
+def test_a_missing_runs_folder_is_said_on_the_page_not_raised(tmp_path):
+    client = TestClient(create_app(tmp_path / "nowhere"))
+    data = client.get("/api/runs").json()
+    assert data["runs"] == [] and "no such runs folder" in data["error"]
+    assert client.get("/api/runs/x").status_code == 404
