@@ -341,19 +341,31 @@ def test_the_history_follower_reads_only_the_bytes_it_has_not_read(tmp_path):
 
 
 def test_the_serve_command_prints_its_url_and_warns_when_exposed(runs, monkeypatch, capsys):
+    import socket
+
     import uvicorn
 
     started = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.append(self.config))
-    assert main(["serve", "--runs-dir", str(runs["root"]), "--port", "8799"]) == 0
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: started.append(
+        (self.config, sockets[0].getsockname())))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", "--runs-dir", str(runs["root"]), "--port", str(port)]) == 0
     out = capsys.readouterr()
-    assert "http://127.0.0.1:8799/" in out.out and "warning" not in out.err
-    assert started[-1].host == "127.0.0.1"
-    assert main(["serve", "--runs-dir", str(runs["root"]), "--host", "0.0.0.0"]) == 0
+    assert f"http://127.0.0.1:{port}/" in out.out and "warning" not in out.err
+    assert started[-1][1] == ("127.0.0.1", port)
+    assert main(["serve", "--runs-dir", str(runs["root"]), "--host", "0.0.0.0",
+                 "--port", str(port)]) == 0
     assert "anyone who can reach this machine" in capsys.readouterr().err
     assert main(["serve", "--port", "70000"]) == 2
     (runs["root"].parent / "file").write_text("")
     assert main(["serve", "--runs-dir", str(runs["root"].parent / "file")]) == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        assert main(["serve", "--runs-dir", str(runs["root"]), "--port", str(port)]) == 2
+        assert "cannot listen there" in capsys.readouterr().err
 
 
 def test_cached_answers_follow_the_run_files(runs, tmp_path, monkeypatch):
