@@ -1,10 +1,15 @@
 # Two commands on a fresh machine: `make run` (the main job) and `make test` (the whole suite).
 # Both create .venv and install everything they need. Override the PyTorch build with
 #   make run TORCH_SPEC="torch==2.5.1"
+# or take a CUDA build from PyTorch's index (pip options may follow the requirement):
+#   make run TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# The requirement is quoted for the shell (torch>=2.5 must not redirect); words after it are
+# pip options such as --index-url.
+TORCH_OPTIONS = $(wordlist 2,$(words $(TORCH_SPEC)),$(TORCH_SPEC))
 RUN_ARGS ?=
 # The datasets beside this checkout (../shared/data), unless the user points elsewhere.
 export MNISTLAB_DATA ?= $(if $(wildcard ../shared/data/mnist),$(abspath ../shared/data),)
@@ -16,7 +21,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q "$(firstword $(TORCH_SPEC))" $(TORCH_OPTIONS)
 	$(BIN)/python -m pip install -q -e ".[serve]"  # serve: `mnistlab serve` (starlette, uvicorn)
 	touch $@
 

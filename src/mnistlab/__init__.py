@@ -4,7 +4,10 @@ The library mirrors the CLI: every command has a one-call Python equivalent.
 
     >>> import mnistlab
     >>> exp = mnistlab.load_experiment("raw/template", ["training.epochs=2"])
-    >>> result = mnistlab.run_experiment(exp, runs_dir="runs")  # doctest: +SKIP
+    >>> run = mnistlab.run_experiment(exp, runs_dir="runs")  # doctest: +SKIP
+    >>> run.metrics["test_accuracy"], run.model, run.predict(images)  # doctest: +SKIP
+
+In Jupyter a run shows itself (summary, curves, confusion matrix) and training shows a bar.
 """
 
 __version__ = "0.1.0"
@@ -22,6 +25,7 @@ __all__ = [
     "load_dataset",
     "list_runs",
     "load_run",
+    "Run",
     "MnistlabError",
     "ConfigError",
     "DataError",
@@ -32,16 +36,16 @@ __all__ = [
 
 def __getattr__(name: str):
     """Heavy parts (torch) load on first use, so `import mnistlab` and the CLI start fast."""
-    if name in ("run_experiment", "resume_run"):
-        from mnistlab.runs import execute
+    if name in ("run_experiment", "resume_run", "load_run", "Run"):
+        from mnistlab.notebook import result  # the runs' Python face: model, predict, HTML
 
-        return getattr(execute, name)
+        return getattr(result, name)
     if name == "load_dataset":
         from mnistlab.data.load import load_dataset
 
         return load_dataset
-    if name in ("list_runs", "load_run"):
-        from mnistlab.runs import directory
+    if name == "list_runs":
+        from mnistlab.runs.directory import list_runs
 
-        return getattr(directory, name)
+        return list_runs
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import itertools
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -31,6 +32,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object],
     permission) propagates after the temporary file is removed; `path` keeps its old content.
     """
     path = Path(path)
+    _refuse_special(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_serial)}.tmp")
     try:
         with open(tmp, "xb") as fh:
@@ -46,6 +48,20 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object],
         except OSError:
             pass
         raise
+
+
+def _refuse_special(path: Path) -> None:
+    """A rename would replace a device, FIFO or socket with a regular file: `-o /dev/null` run
+    as root would turn the machine's /dev/null into a file. Only regular files are replaced."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(path))
+    if not stat.S_ISREG(mode):
+        raise OSError(errno.EINVAL, "is a device, FIFO or socket, not a regular file; mnistlab "
+                      "only replaces regular files", str(path))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

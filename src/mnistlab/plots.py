@@ -1,7 +1,8 @@
 """Figures from data: each function takes numbers (and an optional axis) and returns a Figure.
 
-matplotlib is imported lazily with the Agg backend, so nothing needs a display and importing
-mnistlab stays fast.
+matplotlib is imported lazily and figures are bare `Figure`s (Agg draws them when saved), so
+nothing needs a display, a notebook's own plotting backend is left alone, and importing mnistlab
+stays fast.
 """
 
 from __future__ import annotations
@@ -15,13 +16,33 @@ __all__ = ["curves_figure", "confusion_figure", "validation_overlay_figure", "sa
            "hog_figure", "misclassified_figure", "preparation_figure", "upscale"]
 
 
-def _pyplot():
-    import matplotlib
+class _Figures:
+    """The three pyplot calls used here, made on bare `Figure`s that pyplot never sees.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    No backend is chosen or switched (pyplot's `use("Agg")` would take a notebook's inline
+    plots away from its user), no GUI is needed, and a figure is freed once unreferenced.
+    """
 
-    return plt
+    @staticmethod
+    def subplots(*args: Any, figsize=None, dpi=None, **kwargs: Any):
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize, dpi=dpi)
+        return fig, fig.subplots(*args, **kwargs)
+
+    @staticmethod
+    def figure(figsize=None, dpi=None):
+        from matplotlib.figure import Figure
+
+        return Figure(figsize=figsize, dpi=dpi)
+
+    @staticmethod
+    def close(fig) -> None:
+        """Nothing holds a bare Figure but its caller."""
+
+
+def _pyplot() -> _Figures:
+    return _Figures()
 
 
 def curves_figure(history: dict[str, list[float]], metric: str = "loss", title: str = "",

@@ -2,6 +2,7 @@
 
     main.py      the explicit command table, the parser, exit codes
     core.py      run, resume, presets, data, runs, summary
+    tracking.py  runs tensorboard, runs export --mlflow
     hog.py       hog show
     predict.py   predict
     report.py    suite, compare, report
@@ -18,7 +19,7 @@ import argparse
 import json
 
 __all__ = ["add_experiment_args", "experiment_from_args", "add_io_args", "add_fast_arg",
-           "console"]
+           "add_tensorboard_arg", "console"]
 
 def console():
     """A rich console; wide when output is not a terminal, so tables are not squeezed."""
@@ -48,6 +49,13 @@ def add_fast_arg(p: argparse.ArgumentParser) -> None:
                         "rounding, slower); as MNISTLAB_FAST=0 or training.fast = false")
 
 
+def add_tensorboard_arg(p: argparse.ArgumentParser) -> None:
+    """`--tensorboard`, for the commands that train runs (see `mnistlab.runs.tensorboard`)."""
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard event files into each run's tensorboard/ "
+                        "(as output.tensorboard = true; needs mnistlab[tensorboard])")
+
+
 def experiment_from_args(args: argparse.Namespace):
     """The validated experiment named on the command line, shortcuts applied after --set."""
     from mnistlab.config.load import load_experiment
@@ -60,6 +68,8 @@ def experiment_from_args(args: argparse.Namespace):
             overrides.append(f"{key}={value}" if flag != "device" else f'{key}="{value}"')
     if getattr(args, "name", None):
         overrides.append(f"output.name={_toml_string(args.name)}")
+    if getattr(args, "tensorboard", False):
+        overrides.append("output.tensorboard=true")
     return load_experiment(args.experiment, overrides)
 
 

@@ -11,6 +11,7 @@ from mnistlab.commands import (
     add_experiment_args,
     add_fast_arg,
     add_io_args,
+    add_tensorboard_arg,
     console,
     experiment_from_args,
 )
@@ -60,6 +61,7 @@ def _print_result(result) -> None:
 def run_args(p: argparse.ArgumentParser) -> None:
     add_experiment_args(p)
     add_io_args(p)
+    add_tensorboard_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
 
 
@@ -94,6 +96,7 @@ def resume_args(p: argparse.ArgumentParser) -> None:
     add_io_args(p)
     p.add_argument("--quiet", action="store_true", help="no progress display")
     add_fast_arg(p)
+    add_tensorboard_arg(p)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -103,7 +106,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     run_dir = resolve_run_dir(args.run, args.runs_dir)
     try:
-        result = resume_run(run_dir, args.data_dir, None if args.quiet else RichReporter())
+        result = resume_run(run_dir, args.data_dir, None if args.quiet else RichReporter(),
+                            tensorboard=args.tensorboard)
     except RunInterrupted as exc:
         return _interrupted("resume", exc)
     _print_result(result)
@@ -175,12 +179,22 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def runs_args(p: argparse.ArgumentParser) -> None:
+    from mnistlab.commands.tracking import runs_actions_args
+
     add_io_args(p, data=False)
+    runs_actions_args(p)
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
     """The runs table; a damaged run is a row saying so. A `--runs-dir` that does not exist, or
-    is not a folder, is an error (exit 2), not an empty table."""
+    is not a folder, is an error (exit 2), not an empty table. `runs tensorboard` and
+    `runs export` are in `commands.tracking`."""
+    from mnistlab.commands import tracking
+
+    if args.runs_action == "tensorboard":
+        return tracking.cmd_runs_tensorboard(args)
+    if args.runs_action == "export":
+        return tracking.cmd_runs_export(args)
     from rich.markup import escape
     from rich.table import Table
 
@@ -226,6 +240,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     from mnistlab.config.geometry import feature_shape
     from mnistlab.config.load import load_experiment
     from mnistlab.config.optimizers import optimizer_text
+    from mnistlab.config.schedules import schedule_text
     from mnistlab.data.registry import get_dataset
     from mnistlab.nn.summary import compare_text, summary_text
 
@@ -233,6 +248,13 @@ def cmd_summary(args: argparse.Namespace) -> int:
     n_classes = len(get_dataset(exp.data.dataset).class_names)
     print(summary_text(exp.model, feature_shape(exp.features), n_classes, exp.output.name), end="")
     print(f"Optimizer: {optimizer_text(exp.optimizer)}")
+    if exp.schedule.active:
+        print(schedule_text(exp.schedule, exp.optimizer.learning_rate))
+    if exp.training.label_smoothing:
+        print(f"Label smoothing: {exp.training.label_smoothing:g} (targets y * (1 - ls) + ls / "
+              f"{n_classes}, in every reported loss)")
+    if exp.early_stopping.enabled:
+        print(exp.early_stopping.describe())
     if exp.augmentation.active:
         print(exp.augmentation.describe())
     if args.compare:

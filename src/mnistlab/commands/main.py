@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-from mnistlab.commands import core, hog, predict, report, serve, sweep
+from mnistlab.commands import core, export, hog, predict, report, serve, sweep
 from mnistlab.errors import (
     EXIT_INTERRUPTED,
     EXIT_RUNTIME,
@@ -45,11 +45,14 @@ COMMANDS: dict[str, Command] = {
     "data": Command(core.data_args, core.cmd_data,
                     "show which datasets are available, where, and whether they verify"),
     "runs": Command(core.runs_args, core.cmd_runs,
-                    "list run directories with status, key config and accuracy"),
+                    "list run directories with status, key config and accuracy; `runs "
+                    "tensorboard` / `runs export --mlflow URI` put finished runs in trackers"),
     "summary": Command(core.summary_args, core.cmd_summary,
                        "print a model's layers and how its parameter count is obtained"),
     "hog": Command(hog.hog_args, hog.cmd_hog,
                    "HOG features: `hog show` draws an image beside its HOG view"),
+    "export": Command(export.export_args, export.cmd_export,
+                      "write a run's network as a verified ONNX or TorchScript file"),
     "predict": Command(predict.predict_args, predict.cmd_predict,
                        "classify image files with a trained run (exit 0 only if all succeed)"),
     "suite": Command(report.suite_args, report.cmd_suite,

@@ -1,4 +1,4 @@
-"""`mnistlab predict`: classify real image files with a finished run."""
+"""`mnistlab predict`: classify real image files with a finished run or an exported model."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 
 
 def predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="a complete run directory, or its name inside the runs folder")
+    p.add_argument("run", help="a complete run directory, its name inside the runs folder, or "
+                               "a model file from `mnistlab export` (.onnx)")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER",
                    help="PNG/JPEG/BMP/GIF files, or folders of them (not recursive)")
     p.add_argument("--top", type=int, default=3, metavar="K", help="classes shown per image")
@@ -27,6 +28,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from mnistlab.errors import EXIT_USAGE, ConfigError
     from mnistlab.predict.explain import save_explanations
+    from mnistlab.predict.exported import EXPORTED_SUFFIXES
     from mnistlab.predict.imageprep import MAX_PIXELS
     from mnistlab.predict.predictor import predict_files, save_seen_frames, write_predictions_csv
     from mnistlab.runs.directory import resolve_run_dir
@@ -40,8 +42,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if explain == "" and not args.csv:
         raise ConfigError("--explain needs a place for its PNGs: give a folder (--explain DIR) "
                           "or --csv OUT to write them beside the CSV")
-    run_dir = resolve_run_dir(args.run, args.runs_dir)
-    results = predict_files(run_dir, args.images, top=args.top, max_pixels=max_pixels,
+    source = args.run
+    if Path(source).suffix.lower() not in EXPORTED_SUFFIXES:
+        source = resolve_run_dir(source, args.runs_dir)
+    results = predict_files(source, args.images, top=args.top, max_pixels=max_pixels,
                             explain=explain is not None)
     for r in results:
         if r.ok:

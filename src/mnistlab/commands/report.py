@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from mnistlab.commands import add_fast_arg, add_io_args, console
+from mnistlab.commands import add_fast_arg, add_io_args, add_tensorboard_arg, console
 
 
 def suite_args(p: argparse.ArgumentParser) -> None:
@@ -21,6 +21,7 @@ def suite_args(p: argparse.ArgumentParser) -> None:
                      "splitting the cores between them; default 1")
     run.add_argument("--cluster", help="Dask scheduler address (default $MNISTLAB_DASK)")
     add_fast_arg(run)
+    add_tensorboard_arg(run)
     run.add_argument("--set", dest="overrides", action="append", default=[],
                      metavar="SECTION.KEY=V", help="override applied to every preset")
     run.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
@@ -89,6 +90,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
         console().print(table)
         return 0
     suite = load_suite(args.suite)
+    if args.tensorboard:
+        args.overrides = [*args.overrides, "output.tensorboard=true"]
     experiments = suite_experiments(suite, args.seeds, args.epochs_scale, args.overrides)
     if args.dry_run:
         for e in experiments:

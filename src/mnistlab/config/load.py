@@ -35,12 +35,14 @@ from mnistlab.config.origin import (
     own_settings,
 )
 from mnistlab.config.rules import RULES, check_value, shown_key
+from mnistlab.config.schedules import resolve_schedule
 from mnistlab.config.sections import (
     MLP_ONLY,
     SECTIONS,
     TOP_LEVEL_KEYS,
     Experiment,
     ModelConfig,
+    leave_out_unused,
     plain,
 )
 from mnistlab.data.registry import get_dataset
@@ -96,6 +98,10 @@ def experiment_from_dict(raw: dict[str, Any], source: str = "<config>", *,
         if name == "optimizer":
             fields = {f.name: f.default for f in dataclasses.fields(cls)}
             values = resolve_optimizer(source, values, fields)
+        elif name == "schedule":
+            values = resolve_schedule(source, values)
+        elif name == "early_stopping" and name in raw:  # the section given turns it on
+            values.setdefault("enabled", True)
         sections[name] = cls(**values)
     description = raw.get("description", "")
     if not isinstance(description, str):
@@ -126,11 +132,27 @@ def _check_across_fields(exp: Experiment, source: str) -> None:
         _check_model_layers(exp, source)
     check_feature_args(exp.features, source)
     _check_chunking(exp, source)
+    _check_monitors(exp, source)
     if exp.augmentation.active and exp.features.kind != "raw":
         raise ConfigError(
             f"{source}: [augmentation] moves pixels, so it needs features.kind = \"raw\" "
             f"(images); got features.kind = {exp.features.kind!r}. Remove [augmentation] or "
             "train on raw pixels")
+
+
+def _check_monitors(exp: Experiment, source: str) -> None:
+    """A callback watching val_* when the validation set is the test set would choose on the
+    test set and then report the test score of its own choice; held-out data is needed."""
+    watched = {"schedule": exp.schedule.monitor if exp.schedule.name == "plateau" else None,
+               "early_stopping": exp.early_stopping.monitor if exp.early_stopping.enabled
+               else None}
+    for section, monitor in watched.items():
+        if monitor and monitor.startswith("val_") and exp.data.validation == "test":
+            raise ConfigError(
+                f"{source}: {section}.monitor = {monitor!r} needs held-out validation data, but "
+                "data.validation = \"test\" would make it choose on the test set and then "
+                "report the test score of its choice. Set data.validation = 0.1 or monitor "
+                "'loss'")
 
 
 def _check_chunking(exp: Experiment, source: str) -> None:
@@ -311,11 +333,45 @@ def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] =
     return experiment_from_dict(raw, label if not overrides else f"{label} (with --set)")
 
 
+# The fields the digest was first defined over. A field or section added since counts only when
+# it differs from its default, so the runs made before it (their checkpoints and the suites that
+# skip finished runs by digest) keep their digest: adding `[augmentation]` must not orphan them.
+DIGEST_V1_FIELDS = {
+    "data": ("dataset", "validation", "train_samples", "test_samples"),
+    "features": ("kind", "orientations", "pixels_per_cell", "cells_per_block", "block_norm",
+                 "transform_sqrt"),
+    "model": ("kind", "hidden", "activation", "dropout", "kernel_initializer", "layers"),
+    "optimizer": ("name", "learning_rate", "rho", "momentum", "epsilon", "centered", "clipvalue",
+                  "clipnorm", "global_clipnorm"),
+    "training": ("epochs", "batch_size", "seed", "shuffle", "device", "threads", "fast",
+                 "chunk_size"),
+    "output": ("name", "plots"),
+}
+
+
+def _without_new_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` less every post-v1 field that holds its default (and sections left empty)."""
+    for section, cls in SECTIONS.items():
+        table = data.get(section)
+        if not isinstance(table, dict):
+            continue
+        old = DIGEST_V1_FIELDS.get(section, ())
+        defaults = plain(dataclasses.asdict(cls()))
+        for key in [k for k in table if k not in old and k in defaults]:
+            if table[key] == defaults[key]:
+                del table[key]
+        if not table and section not in DIGEST_V1_FIELDS:
+            del data[section]
+    return data
+
+
 def config_digest(exp: Experiment) -> str:
     """A stable hash of everything that changes the result (not the run's name or description)."""
-    data = plain(dataclasses.asdict(exp))  # every field, so digests of earlier runs still match
+    # settings that are off are left out, and so is any field added since v1 at its default
+    data = _without_new_defaults(leave_out_unused(exp, plain(dataclasses.asdict(exp))))
     data.pop("description", None)
     data.get("output", {}).pop("name", None)
+    data.get("output", {}).pop("tensorboard", None)  # a record of the run, not its result
     data.get("training", {}).pop("device", None)
     data.get("training", {}).pop("threads", None)
     data.get("training", {}).pop("fast", None)  # speed settings change float rounding only

@@ -33,8 +33,9 @@ def lab_validation_notice(label: str, base: str) -> str:
 
 
 # settings that change neither the network nor its result: naming, plotting, speed, device
-NOT_RESULT = {("output", "name"), ("output", "plots"), ("training", "device"),
-              ("training", "threads"), ("training", "fast"), ("training", "chunk_size")}
+NOT_RESULT = {("output", "name"), ("output", "plots"), ("output", "tensorboard"),
+              ("training", "device"), ("training", "threads"), ("training", "fast"),
+              ("training", "chunk_size")}
 
 
 def own_settings(raw: dict[str, Any]) -> list[str]:

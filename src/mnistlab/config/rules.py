@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mnistlab.config.optimizers import OPTIMIZER_NAMES
+from mnistlab.config.schedules import MONITORS, SCHEDULE_NAMES
 from mnistlab.config.sections import ACTIVATIONS, BLOCK_NORMS, INITIALIZERS
 from mnistlab.data.registry import DATASETS
 from mnistlab.errors import ConfigError, did_you_mean
@@ -95,8 +96,39 @@ RULES: dict[str, Rule] = {
     "training.threads": Rule("int", 0, 1024),
     "training.fast": Rule("bool"),
     "training.chunk_size": Rule("int", 0, 10_000_000),
+    "training.precision": Rule("choice", choices=("fp32", "bf16")),
+    "training.label_smoothing": Rule("float", 0.0, 1.0, high_open=True),
+    "schedule.name": Rule("choice", choices=SCHEDULE_NAMES),
+    "schedule.step_epochs": Rule("int", 1, 100_000, optional=True),
+    "schedule.factor": Rule("float", 0.0, 1.0, low_open=True, high_open=True, optional=True),
+    "schedule.decay_steps": Rule("int", 0, 10**9, optional=True),
+    "schedule.decay_rate": Rule("float", 0.0, 1.0, low_open=True, optional=True),
+    "schedule.staircase": Rule("bool", optional=True),
+    "schedule.alpha": Rule("float", 0.0, 1.0, optional=True),
+    "schedule.warmup_target": Rule("float", 0.0, 10.0, low_open=True, optional=True),
+    "schedule.warmup_steps": Rule("int", 0, 10**9, optional=True),
+    "schedule.pct_start": Rule("float", 0.0, 1.0, low_open=True, high_open=True, optional=True),
+    "schedule.anneal_strategy": Rule("choice", choices=("cos", "linear"), optional=True),
+    "schedule.div_factor": Rule("float", 1.0, 1e9, optional=True),
+    "schedule.final_div_factor": Rule("float", 1.0, 1e12, optional=True),
+    "schedule.three_phase": Rule("bool", optional=True),
+    "schedule.monitor": Rule("choice", choices=MONITORS, optional=True),
+    "schedule.patience": Rule("int", 0, 100_000, optional=True),
+    "schedule.mode": Rule("choice", choices=("auto", "min", "max"), optional=True),
+    "schedule.min_delta": Rule("float", 0.0, None, optional=True),
+    "schedule.cooldown": Rule("int", 0, 100_000, optional=True),
+    "schedule.min_lr": Rule("float", 0.0, 10.0, optional=True),
+    "early_stopping.enabled": Rule("bool"),
+    "early_stopping.monitor": Rule("choice", choices=MONITORS),
+    "early_stopping.min_delta": Rule("float", 0.0, None),
+    "early_stopping.patience": Rule("int", 0, 100_000),
+    "early_stopping.mode": Rule("choice", choices=("auto", "min", "max")),
+    "early_stopping.baseline": Rule("float", -1e9, 1e9, optional=True),
+    "early_stopping.restore_best_weights": Rule("bool"),
+    "early_stopping.start_from_epoch": Rule("int", 0, 100_000),
     "output.name": Rule("str"),
     "output.plots": Rule("bool"),
+    "output.tensorboard": Rule("bool"),
 }
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 __all__ = ["ACTIVATIONS", "INITIALIZERS", "BLOCK_NORMS", "DataConfig", "FeaturesConfig",
            "ModelConfig", "OptimizerConfig", "TrainingConfig", "AugmentationConfig",
-           "OutputConfig", "Experiment",
-           "SECTIONS", "TOP_LEVEL_KEYS", "MLP_ONLY", "plain"]
+           "ScheduleConfig", "EarlyStoppingConfig", "OutputConfig", "Experiment",
+           "SECTIONS", "TOP_LEVEL_KEYS", "MLP_ONLY", "plain", "leave_out_unused"]
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "elu", "selu", "gelu", "softplus", "linear")
 INITIALIZERS = ("glorot_uniform", "he_uniform", "glorot_normal", "he_normal")
@@ -76,6 +76,8 @@ class TrainingConfig:
     threads: int = 0  # CPU threads for PyTorch (0 = all cores)
     fast: bool = True  # mnistlab's CPU speed-ups (mnistlab.fast); false = stock PyTorch modules
     chunk_size: int = 0  # images per forward pass inside a batch (0 = chosen by mnistlab.fast)
+    precision: str = "fp32"  # fp32 | bf16 (autocast of training batches; weights stay fp32)
+    label_smoothing: float = 0.0  # Keras: targets y * (1 - ls) + ls / classes, in every loss
 
 
 @dataclass(frozen=True)
@@ -101,9 +103,70 @@ class AugmentationConfig:
 
 
 @dataclass(frozen=True)
+class ScheduleConfig:
+    """The learning rate over training, starting from `optimizer.learning_rate`; which fields
+    each schedule takes, and their defaults, are in `config.schedules.SCHEDULE_ARGS`."""
+
+    name: str = "constant"  # constant | step | exponential | cosine | onecycle | plateau
+    step_epochs: int | None = None  # step: multiply by `factor` every this many epochs
+    factor: float | None = None  # step, plateau: the multiplier of each reduction (0.1)
+    decay_steps: int | None = None  # exponential, cosine: optimiser steps (cosine 0 = to the end)
+    decay_rate: float | None = None  # exponential: lr x decay_rate^(step / decay_steps)
+    staircase: bool | None = None  # exponential: floor(step / decay_steps) (False)
+    alpha: float | None = None  # cosine: final rate as a fraction of the start (0.0)
+    warmup_target: float | None = None  # cosine: rate reached by a linear warmup (None = none)
+    warmup_steps: int | None = None  # cosine: optimiser steps of the warmup (0)
+    pct_start: float | None = None  # onecycle: fraction of steps spent climbing (0.3)
+    anneal_strategy: str | None = None  # onecycle: cos | linear (cos)
+    div_factor: float | None = None  # onecycle: start rate = learning_rate / div_factor (25)
+    final_div_factor: float | None = None  # onecycle: end = start rate / this (1e4)
+    three_phase: bool | None = None  # onecycle: climb, come back down, then anneal (False)
+    monitor: str | None = None  # plateau: val_loss | val_accuracy | loss | accuracy
+    patience: int | None = None  # plateau: epochs without improvement before reducing (10)
+    mode: str | None = None  # plateau: auto | min | max (auto: from the monitor's name)
+    min_delta: float | None = None  # plateau: smallest change that counts (1e-4)
+    cooldown: int | None = None  # plateau: epochs to wait after a reduction (0)
+    min_lr: float | None = None  # plateau: lower bound of the rate (0.0)
+
+    @property
+    def active(self) -> bool:
+        return self.name != "constant"
+
+
+@dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Keras 3's `EarlyStopping` callback (its defaults); on when the section is given."""
+
+    enabled: bool = False  # true when [early_stopping] appears; false switches an inherited off
+    monitor: str = "val_loss"  # val_loss | val_accuracy | loss | accuracy
+    min_delta: float = 0.0  # smallest change that counts as an improvement
+    patience: int = 0  # epochs without improvement before stopping
+    mode: str = "auto"  # auto | min | max (auto: losses go down, accuracies up)
+    baseline: float | None = None  # stop unless the monitor beats this within `patience`
+    restore_best_weights: bool = False  # end with the best epoch's weights (Keras 3: always)
+    start_from_epoch: int = 0  # epochs before monitoring starts
+
+    def describe(self) -> str:
+        """One line for `mnistlab summary`."""
+        if not self.enabled:
+            return "Early stopping: none"
+        extra = "".join([f", baseline {self.baseline:g}" if self.baseline is not None else "",
+                         f", from epoch {self.start_from_epoch + 1}"
+                         if self.start_from_epoch else "",
+                         ", restores the best epoch's weights" if self.restore_best_weights
+                         else ""])
+        from mnistlab.config.schedules import monitor_mode
+
+        mode = monitor_mode(self.monitor, self.mode)
+        return (f"Early stopping: {self.monitor} ({mode}), patience {self.patience}, "
+                f"min_delta {self.min_delta:g}{extra}")
+
+
+@dataclass(frozen=True)
 class OutputConfig:
     name: str = ""  # run name (slug); defaults to the preset or file name
     plots: bool = True  # write loss/accuracy/confusion PNGs into the run
+    tensorboard: bool = False  # write TensorBoard event files into <run>/tensorboard (tensorboardX)
 
 
 @dataclass(frozen=True)
@@ -114,6 +177,8 @@ class Experiment:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     description: str = ""  # one line shown by `mnistlab presets`
 
@@ -132,7 +197,9 @@ class Experiment:
             data["optimizer"].pop(key)
         if not self.augmentation.active:  # off: left out, so earlier runs keep their digest
             data.pop("augmentation")
-        return data
+        if not self.output.tensorboard:  # likewise: config.toml of earlier runs stays the same
+            data["output"].pop("tensorboard")
+        return leave_out_unused(self, data)
 
 
 MLP_ONLY = ("hidden", "dropout")  # model fields a CNN (built from `layers`) does not use
@@ -143,9 +210,24 @@ SECTIONS: dict[str, type] = {
     "optimizer": OptimizerConfig,
     "training": TrainingConfig,
     "augmentation": AugmentationConfig,
+    "schedule": ScheduleConfig,
+    "early_stopping": EarlyStoppingConfig,
     "output": OutputConfig,
 }
 TOP_LEVEL_KEYS = ("description", "base")
+
+
+def leave_out_unused(exp: Experiment, data: dict[str, Any]) -> dict[str, Any]:
+    """`data` (a plain dict of `exp`) without the settings that are off: a constant schedule,
+    no early stopping, no label smoothing. Runs made before these existed wrote none of them,
+    so their config.toml and digest stay the same."""
+    if not exp.schedule.active:
+        data.pop("schedule", None)
+    if not exp.early_stopping.enabled:
+        data.pop("early_stopping", None)
+    if not exp.training.label_smoothing:
+        data.get("training", {}).pop("label_smoothing", None)
+    return data
 
 
 def plain(value: Any) -> Any:

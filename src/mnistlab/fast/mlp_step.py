@@ -4,8 +4,9 @@ Why: an MLP step is a few matrix products and a handful of elementwise passes; a
 graph bookkeeping, extra temporaries and copies around each of them. At the lab's batch sizes
 (hog/final: 118 steps of 512 images per epoch) that overhead was a third of the epoch. Written
 out, the step does the same arithmetic (the gradient formulas autograd uses: `tanh_backward`,
-`sigmoid_backward`, `threshold_backward`, softmax minus one-hot), draws dropout masks in the
-same order, in place where it can. tests/test_fast_mlp.py proves it equal to autograd.
+`sigmoid_backward`, `threshold_backward`, softmax minus the target), draws dropout masks in the
+same order, in place where it can. tests/test_fast_mlp.py proves it equal to autograd, with and
+without label smoothing (target y * (1 - ls) + ls / K, loss -sum(target * log softmax)).
 
 Used for Sequential MLPs of Flatten / Linear / ReLU, tanh, sigmoid or linear activation /
 KerasDropout; any other network (other activations, CNNs) trains through autograd.
@@ -38,8 +39,9 @@ class _Layer:
 class MLPStep:
     """Gradients of the mean cross-entropy for one batch, stored in each parameter's `.grad`."""
 
-    def __init__(self, layers: list[_Layer]):
+    def __init__(self, layers: list[_Layer], label_smoothing: float = 0.0):
         self.layers = layers
+        self.label_smoothing = label_smoothing
 
     def __call__(self, xb: torch.Tensor | SplitBatch, yb: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,10 +68,16 @@ class MLPStep:
         n = len(yb)
         logp = torch.log_softmax(logits, 1)
         picked = logp.gather(1, yb[:, None])
+        ls = self.label_smoothing
         loss_sum = -picked.sum(dtype=torch.float64)
+        if ls:  # -sum(target * logp), target = (1 - ls) one_hot + ls / K
+            uniform = logp.sum(dtype=torch.float64) / logp.shape[1]
+            loss_sum = loss_sum * (1 - ls) - uniform * ls
         correct = (logits.argmax(1) == yb).sum()
-        grad = logp.exp_()  # d(mean loss)/d(logits) = (softmax - one_hot) / n
-        grad.scatter_add_(1, yb[:, None], torch.full((n, 1), -1.0, dtype=grad.dtype,
+        grad = logp.exp_()  # d(mean loss)/d(logits) = (softmax - target) / n
+        if ls:
+            grad.sub_(ls / grad.shape[1])
+        grad.scatter_add_(1, yb[:, None], torch.full((n, 1), -(1.0 - ls), dtype=grad.dtype,
                                                      device=grad.device))
         grad.mul_(1.0 / n)
         _store(last, grad, a)
@@ -103,8 +111,9 @@ def _store(linear: nn.Linear, grad: torch.Tensor, a: torch.Tensor | SplitBatch) 
     linear.bias.grad = grad.sum(0)
 
 
-def mlp_step_for(model: nn.Module) -> MLPStep | None:
-    """The hand-written step for `model`, or None when it is not a plain MLP of known layers."""
+def mlp_step_for(model: nn.Module, label_smoothing: float = 0.0) -> MLPStep | None:
+    """The hand-written step for `model` (loss with `label_smoothing`), or None when it is not
+    a plain MLP of known layers."""
     if not isinstance(model, nn.Sequential):
         return None
     layers: list[_Layer] = []
@@ -130,4 +139,4 @@ def mlp_step_for(model: nn.Module) -> MLPStep | None:
         layers.append(_Layer(linear, activation, dropout))
     if not layers or layers[-1].activation is not None or layers[-1].dropout is not None:
         return None
-    return MLPStep(layers)
+    return MLPStep(layers, label_smoothing)

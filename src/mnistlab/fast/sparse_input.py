@@ -195,7 +195,7 @@ def forward_input(model: nn.Module, xb: torch.Tensor | SplitBatch) -> torch.Tens
     return model[first + 1:](h)
 
 
-def split_autograd_step(model: nn.Module) -> BatchStep:
+def split_autograd_step(model: nn.Module, label_smoothing: float = 0.0) -> BatchStep:
     """`training.steps.autograd_step`, taking the split path for SplitBatch inputs (for MLPs the
     hand-written step does not cover, e.g. GELU activations)."""
-    return autograd_step(model, lambda xb: forward_input(model, xb))
+    return autograd_step(model, lambda xb: forward_input(model, xb), label_smoothing)

@@ -37,6 +37,7 @@ from mnistlab.fast.rewrite import (
     rewrite_for_cpu,
 )
 from mnistlab.fast.sparse_input import split_autograd_step, split_training_input
+from mnistlab.training.precision import bf16_plan
 from mnistlab.training.steps import (
     EVAL_BATCH_SIZE,
     TrainingPlan,
@@ -54,7 +55,10 @@ def fast_enabled(cfg: TrainingConfig) -> bool:
 
 def plan_for(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
              device: torch.device | str = "cpu", note=None) -> TrainingPlan:
-    """The fast plan when the switch is on, else the stock one."""
+    """The fast plan when the switch is on, else the stock one; a bf16 run (which the fp32
+    kernels here cannot serve) gets the stock plan under bfloat16 autocast."""
+    if cfg.precision == "bf16":
+        return bf16_plan(model, cfg, device)
     if fast_enabled(cfg):
         return accelerate(model, cfg, model_cfg, device, note)
     return stock_plan(model, cfg)
@@ -87,10 +91,14 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
                device: torch.device | str = "cpu", note=None) -> TrainingPlan:
     """The fast plan for training stock `model` (described by `model_cfg`) on `device`.
 
-    Off the CPU the stock plan is returned: every speed-up here is for the CPU. `note(text)`,
-    if given, hears about a one-time kernel build before it starts (once per machine and version).
+    Off the CPU the stock plan is returned (every speed-up here is for the CPU), `note` hears
+    so, and metrics.json's `fast` stays empty. `note(text)`, if given, also hears about a
+    one-time kernel build before it starts (once per machine and version).
     """
     if torch.device(device).type != "cpu":
+        if note is not None:
+            note(f"mnistlab.fast speeds up the CPU only: training on {torch.device(device)} "
+                 "uses stock PyTorch modules")
         return stock_plan(model, cfg)
     fast_model = rewrite_for_cpu(model)
     applied = _rewrites(fast_model)
@@ -100,11 +108,12 @@ def accelerate(model: nn.Module, cfg: TrainingConfig, model_cfg: ModelConfig,
         native_kernel()  # build now rather than stall the first epoch's progress bar
     chunk = cfg.chunk_size or preferred_chunk_size(fast_model, model_cfg)
     if chunk:
-        step, train_input = chunked_step(fast_model, chunk), (lambda x: x)
+        step, train_input = chunked_step(fast_model, chunk, cfg.label_smoothing), (lambda x: x)
         applied.append(f"chunks of {chunk} images")
     else:
-        by_hand = mlp_step_for(fast_model)
-        step = by_hand if by_hand is not None else split_autograd_step(fast_model)
+        by_hand = mlp_step_for(fast_model, cfg.label_smoothing)
+        step = (by_hand if by_hand is not None
+                else split_autograd_step(fast_model, cfg.label_smoothing))
         applied.append("hand-written MLP step" if by_hand is not None else "autograd step")
         applied.append("dense core + sparse rest input when it saves work")
 

@@ -6,6 +6,8 @@ fallback: a PyTorch upgrade that changes one costs speed, never a wrong result.
 - `torch.ops.aten.{tanh,sigmoid,threshold}_backward`: the gradient kernels autograd itself runs
   for tanh, sigmoid and ReLU; one pass each. Fallback: the same formulas in public ops
   (g * (1 - y^2), g * y * (1 - y), g * (y > 0)), two or three passes.
+- `torch.cpu._is_avx512_bf16_supported` / `_is_amx_tile_supported`: whether this CPU does
+  bfloat16 natively (`training.precision = "bf16"`). Fallback: the flags in /proc/cpuinfo.
 
 tests/test_torch_internals.py checks each probe against its fallback, so an upgrade that
 breaks one fails loudly there.
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["onednn_linear", "onednn_linear_available", "activation_backward",
-           "aten_backward_available"]
+           "aten_backward_available", "cpu_bf16_support"]
 
 _probed: dict[str, bool] = {}
 
@@ -86,3 +88,18 @@ def activation_backward(kind: type[nn.Module], grad: torch.Tensor, out: torch.Te
 
 
 BACKWARD_KINDS = tuple(_ATEN_BACKWARD)  # the activations `activation_backward` handles
+
+
+def cpu_bf16_support() -> dict[str, bool]:
+    """{"AVX-512 BF16": ..., "AMX": ...} for this CPU, from PyTorch's own probes (what its
+    oneDNN kernels dispatch on), else from the kernel's CPU flags."""
+    probe_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    probe_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    if probe_bf16 is not None and probe_amx is not None:
+        return {"AVX-512 BF16": bool(probe_bf16()), "AMX": bool(probe_amx())}
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:
+        flags = set()
+    return {"AVX-512 BF16": "avx512_bf16" in flags, "AMX": "amx_bf16" in flags}

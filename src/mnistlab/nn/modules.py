@@ -88,6 +88,8 @@ class FlattenHWC(nn.Module):
     layer's weights line up with a Keras model's. `map_shape` is the (H, W, C) it expects.
 
     For a channels-last tensor the permute is a free view; for NCHW it costs one small copy.
+    `flatten(1)` rather than a reshape to `len(x)`: a traced (TorchScript) model keeps its batch
+    size free instead of freezing the one it was traced with.
     """
 
     def __init__(self, map_shape: tuple[int, int, int]):
@@ -95,7 +97,7 @@ class FlattenHWC(nn.Module):
         self.map_shape = tuple(map_shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.permute(0, 2, 3, 1).reshape(len(x), -1)
+        return x.permute(0, 2, 3, 1).flatten(1)
 
     def extra_repr(self) -> str:
         return f"map_shape={self.map_shape}"

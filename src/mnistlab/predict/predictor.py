@@ -35,6 +35,11 @@ from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
+from mnistlab.predict.exported import (
+    EXPORTED_SUFFIXES,
+    ExportedPredictor,
+    load_exported_predictor,
+)
 from mnistlab.predict.imageprep import (
     MAX_PIXELS,
     ImageInputError,
@@ -43,9 +48,10 @@ from mnistlab.predict.imageprep import (
     prepare_frame,
 )
 
-__all__ = ["Prediction", "Predictor", "load_predictor", "expand_paths", "predict_files",
-           "write_predictions_csv", "save_seen_frames", "IMAGE_SUFFIXES", "DIGIT_STYLE",
-           "NO_INK"]
+__all__ = ["Prediction", "Predictor", "load_predictor", "open_predictor", "expand_paths",
+           "predict_files", "write_predictions_csv", "save_seen_frames", "quantise_frame",
+           "IMAGE_SUFFIXES",
+           "DIGIT_STYLE", "NO_INK"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")  # what a folder is searched for
 DIGIT_STYLE = {"mnist": True, "fashion-mnist": False}  # dataset -> imageprep digit_style
@@ -127,6 +133,16 @@ def load_predictor(run_dir: str | Path) -> Predictor:
                      DIGIT_STYLE.get(spec.name, False))
 
 
+def open_predictor(source: str | Path | Predictor | ExportedPredictor
+                   ) -> Predictor | ExportedPredictor:
+    """A run directory's predictor, or an exported `.onnx` file's (by its suffix)."""
+    if isinstance(source, Predictor | ExportedPredictor):
+        return source
+    if Path(source).suffix.lower() in EXPORTED_SUFFIXES:
+        return load_exported_predictor(source, DIGIT_STYLE)
+    return load_predictor(source)
+
+
 def expand_paths(paths: list[str | Path]) -> list[Path]:
     """Files as given; a folder becomes its image files (by suffix, sorted, not recursive)."""
     out: list[Path] = []
@@ -151,21 +167,23 @@ def _prepare(path: Path, digit_style: bool, max_pixels: int) -> Preparation:
     return prepare_frame(load_image(path, max_pixels=max_pixels), digit_style=digit_style)
 
 
-def _quantise(frame: np.ndarray) -> np.ndarray:
+def quantise_frame(frame: np.ndarray) -> np.ndarray:
     """(28, 28) uint8: the framed image quantised to 8 bits, as the datasets store images."""
     return np.round(np.clip(frame, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def predict_files(run_dir: str | Path | Predictor, paths: list[str | Path], top: int = 3,
-                  max_pixels: int = MAX_PIXELS, explain: bool = False) -> list[Prediction]:
-    """Classify image files (or folders of them) with a finished run; one result per file.
+def predict_files(run_dir: str | Path | Predictor | ExportedPredictor,
+                  paths: list[str | Path], top: int = 3, max_pixels: int = MAX_PIXELS,
+                  explain: bool = False) -> list[Prediction]:
+    """Classify image files (or folders of them) with a finished run, or an exported `.onnx`
+    file; one result per file.
 
     Unusable files, and files with no ink after preparation ("no digit found"), come back with
     `error` set instead of raising, so one bad file never stops a batch. With `explain`, each
     prepared file keeps its `preparation` (for `save_explanations`). Raises RunError only when
-    the run itself cannot be loaded.
+    the run (or file) itself cannot be loaded.
     """
-    predictor = run_dir if isinstance(run_dir, Predictor) else load_predictor(run_dir)
+    predictor = open_predictor(run_dir)
     k = max(1, min(int(top), len(predictor.class_names)))
     no_ink = NO_INK.format(thing="digit" if predictor.digit_style else "object")
     files = expand_paths(paths)
@@ -183,7 +201,7 @@ def predict_files(run_dir: str | Path | Predictor, paths: list[str | Path], top:
                                                   f"{exc})"))
             continue
         if prep.has_ink:
-            frames.append(_quantise(prep.frame))
+            frames.append(quantise_frame(prep.frame))
             kept.append(prep if explain else None)
             results.append(None)
         else:

@@ -34,7 +34,7 @@ REQUIRED_METRICS = ("test_loss", "test_accuracy", "f1_macro", "params", "seed", 
                     "class_names")
 BOUNDED_METRICS = ("test_accuracy", "f1_macro", "f1_micro")  # in [0, 1]; losses in [0, inf)
 _NOT_CONFIG = ("output.name", "description", "training.seed", "training.device",
-               "training.threads", "output.plots")
+               "training.threads", "output.plots", "output.tensorboard")
 
 
 def _flatten(config: dict, prefix: str = "") -> dict[str, Any]:

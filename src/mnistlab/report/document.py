@@ -77,11 +77,8 @@ def slug(text: str) -> str:
 
 
 def figure_png(fig) -> bytes:
-    """A matplotlib figure as PNG bytes (the figure is closed)."""
-    import matplotlib.pyplot as plt
-
+    """A matplotlib figure as PNG bytes (`plots` makes bare Figures: nothing to close)."""
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
     return buf.getvalue()

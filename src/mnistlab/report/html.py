@@ -10,7 +10,7 @@ import io
 
 from mnistlab.report.document import Block, Bullets, Code, Heading, Image, Math, Panel, Para, Table
 
-__all__ = ["render_html", "math_png"]
+__all__ = ["render_html", "render_fragment", "math_png"]
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1150px;margin:2em auto;
@@ -88,6 +88,12 @@ def _block(b: Block) -> str:
         cap = f"<p><em>{_e(b.caption)}</em></p>" if b.caption else ""
         return f"{cap}<pre>{_e(b.text)}</pre>"
     raise TypeError(f"unknown report block {type(b).__name__}")
+
+
+def render_fragment(blocks: list[Block]) -> str:
+    """Blocks as HTML to sit inside someone else's page (a notebook's output): no document, no
+    style sheet, so the page's own styles are left alone."""
+    return "\n".join(_block(b) for b in blocks)
 
 
 def render_html(blocks: list[Block], title: str) -> str:

@@ -29,6 +29,7 @@ from mnistlab.report.document import (
     slug,
 )
 from mnistlab.report.examples import misclassified_block, per_class_table
+from mnistlab.report.figures import confusion_png, loss_png
 from mnistlab.report.findings import (
     diagnose,
     diagnostic_sentences,
@@ -39,11 +40,8 @@ from mnistlab.report.findings import (
 )
 from mnistlab.report.sections import chosen_group, complexity_section, optimizer_section
 from mnistlab.report.verdicts import CONFIGURATIONS, NETWORKS, QUESTIONS
-from mnistlab.runs.directory import RunInfo
 
 __all__ = ["ReportResult", "build_report", "write_report"]
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -53,33 +51,6 @@ class ReportResult:
     runs: int  # runs used
     configurations: int
     skipped: list[tuple[Path, str]]  # runs left out, with the reason
-
-
-def _run_png(info: RunInfo, name: str, draw) -> bytes:
-    """The figure the run recorded (so report and run agree), drawn from data if missing."""
-    try:
-        data = (info.path / name).read_bytes()
-        if data.startswith(PNG_MAGIC):
-            return data
-    except OSError:
-        pass
-    return figure_png(draw())
-
-
-def _loss_png(info: RunInfo) -> bytes:
-    from mnistlab.plots import curves_figure
-
-    return _run_png(info, "loss.png", lambda: curves_figure(
-        info.history, "loss", f"{info.name}: loss per epoch",
-        validation_is_test=(info.metrics or {}).get("validation") == "test"))
-
-
-def _confusion_png(info: RunInfo) -> bytes:
-    from mnistlab.plots import confusion_figure
-
-    m = info.metrics
-    return _run_png(info, "confusion.png", lambda: confusion_figure(
-        m["confusion"], m["class_names"], f"{info.name}: test confusion matrix"))
 
 
 def _seed_list(g: Group, metric: str, fmt: str = ".4f") -> str:
@@ -108,8 +79,8 @@ def _config_panel(g: Group) -> list[Block]:
     notes = [f"Figures and diagnostics: run {rep.name} (seed {rep.metrics['seed']})."]
     notes += diagnostic_sentences(diagnose(rep))
     base = slug(g.label)
-    images = (Image(f"{base}-loss.png", _loss_png(rep), f"{g.label}: training vs validation loss"),
-              Image(f"{base}-confusion.png", _confusion_png(rep), f"{g.label}: confusion matrix"))
+    images = (Image(f"{base}-loss.png", loss_png(rep), f"{g.label}: training vs validation loss"),
+              Image(f"{base}-confusion.png", confusion_png(rep), f"{g.label}: confusion matrix"))
     return [Heading(3, g.label), Panel(images, table, tuple(notes))]
 
 

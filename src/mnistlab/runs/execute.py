@@ -22,6 +22,7 @@ import torch
 from mnistlab.atomic import atomic_write_text
 from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
 from mnistlab.config.optimizers import optimizer_text
+from mnistlab.config.schedules import schedule_text
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
 from mnistlab.data.registry import DatasetSpec
@@ -34,6 +35,7 @@ from mnistlab.errors import (
     Terminated,
     TrainingError,
 )
+from mnistlab.fast.precision import check_precision
 from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
@@ -48,6 +50,7 @@ from mnistlab.runs.directory import (
     write_status,
 )
 from mnistlab.runs.outputs import run_metrics, write_outputs
+from mnistlab.runs.tensorboard import EventLog, require_tensorboard
 from mnistlab.training.augment import augmented_plan, make_augmenter
 from mnistlab.training.checkpoint import (
     CheckpointMismatch,
@@ -56,8 +59,10 @@ from mnistlab.training.checkpoint import (
     save_checkpoint,
 )
 from mnistlab.training.device import resolve_device, set_threads
+from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.interrupt import StopFlag, StopTraining, stop_on_interrupt
 from mnistlab.training.loop import History, evaluate, fit
+from mnistlab.training.schedules import LearningRateSchedule
 from mnistlab.training.steps import TrainingPlan
 
 __all__ = ["Reporter", "RunResult", "prepare_data", "run_experiment", "resume_run"]
@@ -108,12 +113,16 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
     """Train `exp` into a new run directory and return its metrics.
 
     The run's config.toml records `training.fast` as it applies (false when `MNISTLAB_FAST=0`
-    switched the speed-ups off), and metrics.json lists what they changed.
+    switched the speed-ups off), and metrics.json lists what they changed. With
+    `output.tensorboard` the run also writes TensorBoard event files (`runs.tensorboard`).
     """
+    if exp.output.tensorboard:
+        require_tensorboard()
     exp = dataclasses.replace(exp, training=dataclasses.replace(
         exp.training, fast=fast_enabled(exp.training)))
     splits, spec = prepare_data(exp, data_dir)  # DataError here: no run directory yet
     device = resolve_device(exp.training.device)
+    check_precision(exp.training, device)
     run_dir = create_run_dir(runs_root(runs_dir), exp.output.name or "run")
     in_shape = tuple(splits.x_train.shape[1:])
     n_classes = len(spec.class_names)
@@ -122,18 +131,40 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
             held.enter_context(lock_run_dir(run_dir))
             write_status(run_dir, "running")
             atomic_write_text(run_dir / "config.toml", to_toml(exp))
-            atomic_write_text(run_dir / "summary.txt",
-                              summary_text(exp.model, in_shape, n_classes, title=exp.output.name)
-                              + f"Optimizer: {optimizer_text(exp.optimizer)}\n")
+            atomic_write_text(run_dir / "summary.txt", _summary(exp, in_shape, n_classes))
         except BaseException:  # disk full, folder gone, Ctrl-C: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
-        return _train_into(run_dir, exp, splits, spec, device, None, reporter)
+        return _train_into(run_dir, exp, splits, spec, device, None, reporter,
+                           tensorboard=exp.output.tensorboard)
+
+
+def _summary(exp: Experiment, in_shape: tuple[int, ...], n_classes: int,
+             outcome: str = "") -> str:
+    """summary.txt: the model's layers, the optimiser, the settings beyond the lab's (schedule,
+    early stopping, label smoothing, augmentation) and, once trained, where the weights are
+    from."""
+    lines = [f"Optimizer: {optimizer_text(exp.optimizer)}"]
+    if exp.schedule.active:
+        lines.append(schedule_text(exp.schedule, exp.optimizer.learning_rate))
+    if exp.training.label_smoothing:
+        lines.append(f"Label smoothing: {exp.training.label_smoothing:g}")
+    if exp.early_stopping.enabled:
+        lines.append(exp.early_stopping.describe())
+    if exp.augmentation.active:
+        lines.append(exp.augmentation.describe())
+    if outcome:
+        lines.append(outcome)
+    return (summary_text(exp.model, in_shape, n_classes, title=exp.output.name)
+            + "".join(f"{line}\n" for line in lines))
 
 
 def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
-               reporter: Reporter | None = None) -> RunResult:
+               reporter: Reporter | None = None, tensorboard: bool = False) -> RunResult:
     """Continue an interrupted (or failed-by-crash) run from its last checkpoint.
+
+    TensorBoard events are written when the run's config asks for them or `tensorboard` is
+    true; the run's event log goes on where it stopped.
 
     Raises RunInUse, before anything else, while another process trains or resumes the run.
     """
@@ -151,6 +182,9 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
         except (OSError, ValueError) as exc:
             raise RunError(f"{run_dir}/config.toml: unreadable ({exc}); cannot resume") from None
         exp = experiment_from_dict(raw, str(run_dir / "config.toml"))
+        tensorboard = tensorboard or exp.output.tensorboard
+        if tensorboard:
+            require_tensorboard()
         checkpoint = None
         if (run_dir / "checkpoint.pt").exists():
             checkpoint = load_checkpoint(run_dir / "checkpoint.pt")
@@ -158,8 +192,9 @@ def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
                 raise RunError(f"{run_dir}: checkpoint does not belong to this config.toml")
         splits, spec = prepare_data(exp, data_dir)
         device = resolve_device(exp.training.device)
+        check_precision(exp.training, device)
         return _train_into(run_dir, exp, splits, spec, device, checkpoint, reporter,
-                           resumed=True)
+                           resumed=True, tensorboard=tensorboard)
 
 
 @dataclass
@@ -170,11 +205,13 @@ class _Trained:
     plan: TrainingPlan
     test: tuple[torch.Tensor, torch.Tensor]
     threads: int
+    events: EventLog | None = None
+    stopper: EarlyStopping | None = None
 
 
 def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
                 device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
-                resumed: bool = False) -> RunResult:
+                resumed: bool = False, tensorboard: bool = False) -> RunResult:
     """Train, then write the outputs; status.json never stays "running" on the way out: it
     ends "complete", "interrupted" (Ctrl-C or SIGTERM, anywhere) or "failed" with the reason.
 
@@ -183,11 +220,11 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
     stops at once, and the last epoch checkpoint lets `resume` redo what is missing.
     """
     history = History()
-    with stop_on_interrupt() as stop:
+    with stop_on_interrupt() as stop, contextlib.ExitStack() as held:
         stop.immediate = True
         try:
             trained = _fit_run(run_dir, exp, splits, spec, device, checkpoint, reporter,
-                               history, stop, resumed)
+                               history, stop, resumed, held if tensorboard else None)
         except (RunInterrupted, CheckpointMismatch):  # a checkpoint that does not fit: the
             raise  # status stays as it was (it was not set to "running")
         except KeyboardInterrupt as exc:  # a second signal, or one before training started
@@ -217,7 +254,10 @@ def _train_into(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpe
 
 def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
              device: torch.device, checkpoint: dict | None, reporter: Reporter | None,
-             history: History, stop: StopFlag, resumed: bool = False) -> _Trained:
+             history: History, stop: StopFlag, resumed: bool = False,
+             events_held: contextlib.ExitStack | None = None) -> _Trained:
+    """Build, restore and train; with `events_held` the TensorBoard log opens once the
+    history is restored, and closes when that stack does."""
     threads = set_threads(exp.training.threads)
     in_shape = tuple(splits.x_train.shape[1:])
     digest = config_digest(exp)
@@ -229,20 +269,38 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
         plan = augmented_plan(plan)
     model = plan.model  # shares the stock model's parameters; state-dict names are the same
     optimizer = make_optimizer(model.parameters(), exp.optimizer)
+    batches = -(-len(splits.y_train) // exp.training.batch_size)
+    schedule = (LearningRateSchedule(exp.schedule, exp.optimizer.learning_rate, batches,
+                                     exp.training.epochs) if exp.schedule.active else None)
+    stopper = EarlyStopping(exp.early_stopping) if exp.early_stopping.enabled else None
+    callbacks = {"schedule": schedule, "early_stopping": stopper}
     position = None
     if checkpoint is not None:
         position = restore_checkpoint(checkpoint, model, optimizer, history,
                                       run_dir / "checkpoint.pt")
+        saved = checkpoint.get("callbacks") or {}
+        for name, callback in callbacks.items():
+            if callback is not None and saved.get(name) is not None:
+                callback.load_state_dict(saved[name])
+        missing = len(history.loss) - len(history.lr)  # checkpoints from before schedules
+        history.lr.extend([exp.optimizer.learning_rate] * missing)  # had one constant rate
     if resumed:  # only now: a checkpoint that does not fit leaves the status as it was
         write_status(run_dir, "running", resumed=True)
+    events = None
+    if events_held is not None:
+        events = events_held.enter_context(contextlib.closing(
+            EventLog(run_dir, exp.to_dict(), history.as_dict())))
     train, val, test = _tensors(splits, device)
 
     def save(position=None) -> None:
-        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest, position)
+        save_checkpoint(run_dir / "checkpoint.pt", model, optimizer, history, digest, position,
+                        {k: c.state_dict() for k, c in callbacks.items() if c is not None})
         write_history(run_dir / "history.csv", history.as_dict())
 
     def on_epoch(epoch: int, logs: dict[str, float]) -> None:
         save()
+        if events is not None:  # after the checkpoint: a resume rewrites what this misses
+            events.epoch(epoch + 1, logs)
         if reporter:
             reporter.epoch(epoch, logs)
 
@@ -251,7 +309,8 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     try:
         stop.immediate = False  # from here a first signal waits for a batch boundary
         fit(model, optimizer, train, val, exp.training, history, on_epoch,
-            reporter.batch if reporter else None, position, stop, plan, augment)
+            reporter.batch if reporter else None, position, stop, plan, augment, schedule,
+            stopper)
         stop.immediate = True
     except StopTraining as halt:
         stop.immediate = True
@@ -268,17 +327,31 @@ def _fit_run(run_dir: Path, exp: Experiment, splits: Splits, spec: DatasetSpec,
     finally:
         if reporter:
             reporter.stop()
-    return _Trained(model, plan, test, threads)
+    return _Trained(model, plan, test, threads, events, stopper)
 
 
 def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Splits,
                 history: History, trained: _Trained, device: torch.device) -> RunResult:
     """Test-set evaluation and every output file, then status "complete"."""
     in_shape = tuple(splits.x_train.shape[1:])
-    result = evaluate(trained.model, *trained.test, batch_size=trained.plan.eval_batch_size)
+    result = evaluate(trained.model, *trained.test, batch_size=trained.plan.eval_batch_size,
+                      label_smoothing=exp.training.label_smoothing)
     metrics = run_metrics(exp, spec, splits, result, history, in_shape, device,
                           trained.threads, trained.plan.applied)
+    if trained.stopper is not None:
+        record = trained.stopper.record(len(history))
+        metrics["early_stopping"] = record
+        outcome = (f"Weights: from epoch {record['weights_epoch']} of {len(history)} "
+                   + (f"(best {record['monitor']} {record['best']:.6g}); " if
+                      record["restored_best_weights"] else "(the last); ")
+                   + (f"early stopping ended training after epoch {record['stopped_epoch']} "
+                      f"of {exp.training.epochs}" if record["stopped_early"] else
+                      f"no early stop ({exp.training.epochs} epochs)"))
+        atomic_write_text(run_dir / "summary.txt", _summary(
+            exp, in_shape, len(spec.class_names), outcome))
     write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
+    if trained.events is not None:
+        trained.events.finish(run_dir, history.as_dict(), metrics)
     write_status(run_dir, "complete", epochs_done=len(history))
     return RunResult(run_dir, metrics, history.as_dict())
 

@@ -63,6 +63,7 @@ def run_metrics(exp: Experiment, spec: DatasetSpec, splits: Splits, result: Eval
         "threads": threads,
         "versions": versions(),
         "fast": list(fast_applied),
+        "precision": exp.training.precision,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 

@@ -1,8 +1,10 @@
 """Checkpoints: everything a bit-identical resume needs, written after every epoch.
 
-Weights, optimiser slots, the global torch RNG (dropout draws), the history and, after Ctrl-C
-mid-epoch, the position inside the epoch. Shuffling needs nothing saved: its order is a function
-of (seed, epoch). Loading never unpickles code (`weights_only=True`).
+Weights, optimiser slots, the global torch RNG (dropout draws), the history, the state of the
+learning-rate schedule and of early stopping (`callbacks`: plateau's rate and counters, the
+best weights so far) and, after Ctrl-C mid-epoch, the position inside the epoch. Shuffling
+needs nothing saved: its order is a function of (seed, epoch). Loading never unpickles code
+(`weights_only=True`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,15 @@ CHECKPOINT_KEYS = ("model", "optimizer", "torch_rng", "history", "epochs_done", 
 
 
 def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    history: History, digest: str, position: EpochPosition | None = None) -> None:
-    """Write the checkpoint atomically (RunError when the disk refuses)."""
+                    history: History, digest: str, position: EpochPosition | None = None,
+                    callbacks: dict | None = None) -> None:
+    """Write the checkpoint atomically (RunError when the disk refuses). `callbacks` holds the
+    schedule's and early stopping's `state_dict()`s by name."""
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
              "torch_rng": torch.get_rng_state(), "history": history.as_dict(),
              "epochs_done": len(history), "config_digest": digest,
-             "position": None if position is None else dataclasses.asdict(position)}
+             "position": None if position is None else dataclasses.asdict(position),
+             "callbacks": callbacks or {}}
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     buf = io.BytesIO()
@@ -43,7 +48,9 @@ def save_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
 def load_checkpoint(path: Path) -> dict:
     """A checkpoint's contents, or RunError saying why it cannot be used."""
     try:
-        checkpoint = torch.load(path, weights_only=True)  # plain data: never unpickle code
+        # plain data, never unpickled code; on the CPU so a run trained on a GPU resumes on
+        # any device (load_state_dict copies to the model's, and the optimiser follows it)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
         raise RunError(f"{path}: unreadable ({type(exc).__name__}); cannot resume. Delete it "
                        "to restart the run from epoch 1") from None
@@ -101,6 +108,13 @@ def checkpoint_mismatch(checkpoint: dict, model: nn.Module,
     if not (isinstance(history, dict) and set(history) <= set(History().as_dict())
             and all(isinstance(v, list) for v in history.values())):
         return "history is not a table of per-epoch lists"
+    best = (checkpoint.get("callbacks") or {}).get("early_stopping", {}) or {}
+    weights = best.get("best_weights") if isinstance(best, dict) else None
+    if weights is not None and not (isinstance(weights, dict) and set(weights) == set(wanted)
+                                    and all(isinstance(weights[k], torch.Tensor)
+                                            and weights[k].shape == t.shape
+                                            for k, t in wanted.items())):
+        return "early stopping's best weights do not match the model's"
     position = checkpoint.get("position")
     fields = {f.name for f in dataclasses.fields(EpochPosition)}
     if position is not None and not (isinstance(position, dict) and set(position) == fields):

@@ -3,7 +3,15 @@
 Per epoch Keras logs `loss`/`accuracy` as the running mean over the epoch's batches, with dropout
 active, weighted by batch size (so the last, smaller batch counts for what it holds), and
 `val_loss`/`val_accuracy` as a full evaluation after the epoch. That is why a dropout network's
-validation curve can sit below its training curve. We log the same, plus seconds per epoch.
+validation curve can sit below its training curve. We log the same, plus seconds per epoch and
+`lr`, the learning rate of the epoch's first optimiser step: for a rate that changes between
+epochs (constant, step, plateau) the rate of the whole epoch, which is what Keras's
+ReduceLROnPlateau logs as `learning_rate`; for a per-step schedule, where Keras would log the
+rate after the epoch's last step, the rate the epoch started with.
+
+With label smoothing every loss here (training, validation, test) is the smoothed one, as
+Keras's compiled `CategoricalCrossentropy(label_smoothing=...)` reports it; accuracy is not
+affected.
 """
 
 from __future__ import annotations
@@ -20,7 +28,9 @@ from torch import nn
 
 from mnistlab.config.sections import TrainingConfig
 from mnistlab.errors import TrainingError
+from mnistlab.training.early_stopping import EarlyStopping
 from mnistlab.training.interrupt import EpochPosition, StopTraining
+from mnistlab.training.schedules import LearningRateSchedule, set_learning_rate
 from mnistlab.training.steps import (
     EVAL_BATCH_SIZE,
     BatchStep,
@@ -32,18 +42,20 @@ from mnistlab.training.steps import (
 __all__ = ["History", "EvalResult", "HISTORY_KEYS", "train_one_epoch", "evaluate", "fit",
            "epoch_generator"]
 
-HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")
+HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "seconds", "lr")
 
 
 @dataclass
 class History:
-    """Per-epoch logs, one list per key, as Keras's `History.history` plus `seconds`."""
+    """Per-epoch logs, one list per key, as Keras's `History.history` plus `seconds` and
+    `lr` (the learning rate the epoch started with)."""
 
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
 
     def append(self, logs: dict[str, float]) -> None:
         for key in HISTORY_KEYS:
@@ -81,6 +93,7 @@ def train_one_epoch(
     should_stop: Callable[[], bool] | None = None,
     step: BatchStep | None = None,
     transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+    learning_rate: Callable[[int], float] | None = None,
 ) -> tuple[float, float]:
     """One pass over (x, y) in `order` -> (mean loss, accuracy), weighted by batch size.
 
@@ -88,6 +101,7 @@ def train_one_epoch(
     stopped epoch at its next batch with its sums; when `should_stop()` turns true between two
     batches, StopTraining carries the position to save (its `epoch` and `seconds` are filled in
     by `fit`). `transform(xb, b)` changes batch b before its step (data augmentation).
+    `learning_rate(b)` is the rate of batch b's optimiser step (a schedule), set before it.
     """
     step = step or autograd_step(model)
     model.train()
@@ -110,6 +124,8 @@ def train_one_epoch(
             xb = transform(xb, b)
         optimizer.zero_grad(set_to_none=True)
         batch_loss_sum, batch_correct = step(xb, yb)
+        if learning_rate is not None:
+            set_learning_rate(optimizer, learning_rate(b))
         optimizer.step()
         loss_sum += batch_loss_sum
         correct += batch_correct
@@ -122,14 +138,16 @@ def train_one_epoch(
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-             batch_size: int = EVAL_BATCH_SIZE) -> EvalResult:
-    """Loss and accuracy over a whole set, without autograd, in large batches."""
+             batch_size: int = EVAL_BATCH_SIZE, label_smoothing: float = 0.0) -> EvalResult:
+    """Loss (smoothed as training's, as Keras's compiled loss) and accuracy over a whole set,
+    without autograd, in large batches."""
     model.eval()
     loss_sum, probs = 0.0, []
     for start in range(0, len(x), batch_size):
         logits = model(x[start:start + batch_size])
         yb = y[start:start + batch_size]
-        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum",
+                                          label_smoothing=label_smoothing))
         probs.append(torch.softmax(logits, dim=1).cpu())
     p = torch.cat(probs).numpy() if probs else np.zeros((0, 0), np.float32)
     pred = p.argmax(1) if len(p) else np.zeros(0, np.int64)
@@ -150,12 +168,17 @@ def fit(
     should_stop: Callable[[], bool] | None = None,
     plan: TrainingPlan | None = None,
     augment: Callable[[torch.Tensor, int, int], torch.Tensor] | None = None,
+    schedule: LearningRateSchedule | None = None,
+    stopper: EarlyStopping | None = None,
 ) -> History:
     """Train from `len(history)` (and `position` within that epoch) up to `cfg.epochs`.
 
     `plan` says how `model`'s batches are computed (default: `steps.stock_plan`; `mnistlab.fast`
     makes faster ones); the optimiser steps once per `cfg.batch_size` batch either way.
     `augment(xb, epoch, batch)` transforms each training batch (`training.augment`).
+    `schedule` sets each step's learning rate and hears each epoch's logs (plateau);
+    `stopper` (early stopping) may end training after an epoch, and at the end may put the best
+    epoch's weights back. Both are updated before `on_epoch_end`, which saves the checkpoint.
 
     Raises TrainingError when the loss is NaN, and StopTraining when `should_stop()` turns true
     (checked between batches and after each epoch's callback).
@@ -163,17 +186,22 @@ def fit(
     plan = plan or stock_plan(model, cfg)
     history = history if history is not None else History()
     x, y = plan.train_input(train[0]), train[1]
+    first = cfg.epochs if stopper is not None and stopper.stopped else len(history)
     with plan.settings():
-        for epoch in range(len(history), cfg.epochs):
+        for epoch in range(first, cfg.epochs):
             pos = position if position is not None and position.epoch == epoch else None
             start = time.perf_counter() - (pos.seconds if pos else 0.0)
             order = (torch.randperm(len(x), generator=epoch_generator(cfg.seed, epoch))
                      .to(y.device) if cfg.shuffle else None)
             transform = (None if augment is None
                          else lambda xb, b, e=epoch: augment(xb, e, b))
+            rate = None if schedule is None else (lambda b, e=epoch: schedule.lr(e, b))
+            epoch_lr = (rate(0) if rate is not None
+                        else float(optimizer.param_groups[0]["learning_rate"]))
             try:
                 loss, acc = train_one_epoch(model, optimizer, x, y, cfg.batch_size, order,
-                                            on_batch, pos, should_stop, plan.step, transform)
+                                            on_batch, pos, should_stop, plan.step, transform,
+                                            rate)
             except StopTraining as stop:
                 p = stop.position
                 raise StopTraining(EpochPosition(epoch, p.batch, p.loss_sum, p.correct,
@@ -183,12 +211,21 @@ def fit(
                     f"training loss became {loss} in epoch {epoch + 1}; the run diverged. Try a "
                     "smaller optimizer.learning_rate (e.g. 1e-4) or set optimizer.clipnorm = 1.0"
                 )
-            result = evaluate(model, *val, batch_size=plan.eval_batch_size)
+            result = evaluate(model, *val, batch_size=plan.eval_batch_size,
+                              label_smoothing=cfg.label_smoothing)
             logs = {"loss": loss, "accuracy": acc, "val_loss": result.loss,
-                    "val_accuracy": result.accuracy, "seconds": time.perf_counter() - start}
+                    "val_accuracy": result.accuracy, "seconds": time.perf_counter() - start,
+                    "lr": epoch_lr}
             history.append(logs)
+            if schedule is not None:
+                schedule.on_epoch_end(logs)
+            stop_now = stopper is not None and stopper.on_epoch_end(epoch, logs, model)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs)
+            if stop_now:
+                break
             if should_stop is not None and epoch + 1 < cfg.epochs and should_stop():
                 raise StopTraining(None)
+    if stopper is not None:
+        stopper.on_train_end(model)
     return history

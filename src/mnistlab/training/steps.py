@@ -39,15 +39,19 @@ class TrainingPlan:
     applied: tuple[str, ...] = field(default_factory=tuple)  # what differs from stock, in words
 
 
-def autograd_step(model: nn.Module, forward: Callable[[Any], torch.Tensor] | None = None
-                  ) -> BatchStep:
+def autograd_step(model: nn.Module, forward: Callable[[Any], torch.Tensor] | None = None,
+                  label_smoothing: float = 0.0) -> BatchStep:
     """The textbook step: forward, mean cross-entropy (Keras's categorical cross-entropy on the
-    softmax), backward. `forward(xb) -> logits` defaults to `model`."""
+    softmax), backward. `forward(xb) -> logits` defaults to `model`.
+
+    With `label_smoothing` = ls the targets are y * (1 - ls) + ls / K for K classes, Keras's
+    `CategoricalCrossentropy(label_smoothing=ls)`; PyTorch's `label_smoothing` is the same
+    mixture."""
     forward = forward or model
 
     def step(xb: Any, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = forward(xb)
-        loss = F.cross_entropy(logits, yb)
+        loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
         loss.backward()
         with torch.no_grad():
             return loss.detach().double() * len(yb), (logits.argmax(1) == yb).sum()
@@ -55,15 +59,17 @@ def autograd_step(model: nn.Module, forward: Callable[[Any], torch.Tensor] | Non
     return step
 
 
-def chunked_step(model: nn.Module, chunk_size: int) -> BatchStep:
+def chunked_step(model: nn.Module, chunk_size: int, label_smoothing: float = 0.0,
+                 forward: Callable[[Any], torch.Tensor] | None = None) -> BatchStep:
     """Gradients of the batch's mean loss, accumulated over chunks of `chunk_size` images.
 
     sum_c (sum of losses in chunk c) / B is the batch mean, so the step equals the whole-batch
     step up to float rounding, while each chunk's activations stay small (a 4096-image batch of
     28x28x9 maps is 115 MB; a 256-image chunk is 7 MB). Exact only when no layer mixes samples:
     config validation refuses `training.chunk_size` for such models
-    (`config.layers.SAMPLE_MIXING_LAYERS`).
+    (`config.layers.SAMPLE_MIXING_LAYERS`). `forward(xc) -> logits` defaults to `model`.
     """
+    forward = forward or model
 
     def step(xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         n = len(yb)
@@ -71,8 +77,9 @@ def chunked_step(model: nn.Module, chunk_size: int) -> BatchStep:
         correct = torch.zeros((), dtype=torch.int64, device=yb.device)
         for s in range(0, n, chunk_size):
             xc, yc = xb[s:s + chunk_size], yb[s:s + chunk_size]
-            logits = model(xc)
-            chunk_loss = F.cross_entropy(logits, yc, reduction="sum")
+            logits = forward(xc)
+            chunk_loss = F.cross_entropy(logits, yc, reduction="sum",
+                                         label_smoothing=label_smoothing)
             (chunk_loss / n).backward()
             with torch.no_grad():
                 loss_sum += chunk_loss.detach().double()
@@ -85,6 +92,6 @@ def chunked_step(model: nn.Module, chunk_size: int) -> BatchStep:
 def stock_plan(model: nn.Module, cfg: TrainingConfig) -> TrainingPlan:
     """Stock PyTorch: autograd on whole batches, or on chunks when `cfg.chunk_size` says so."""
     if cfg.chunk_size:
-        return TrainingPlan(model, chunked_step(model, cfg.chunk_size),
+        return TrainingPlan(model, chunked_step(model, cfg.chunk_size, cfg.label_smoothing),
                             eval_batch_size=cfg.chunk_size)
-    return TrainingPlan(model, autograd_step(model))
+    return TrainingPlan(model, autograd_step(model, label_smoothing=cfg.label_smoothing))
