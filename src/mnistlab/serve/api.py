@@ -9,6 +9,7 @@ answers about finished runs are cached by their files' signatures (`cache.Answer
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -168,8 +169,6 @@ async def predict(request: Request) -> Response:
         if len(body) > MAX_BODY_BYTES:
             return _error(f"request body over {MAX_BODY_BYTES:,} bytes; send a smaller image",
                           413)
-    import json
-
     try:
         payload = json.loads(bytes(body))
         name = payload["run"]
