@@ -22,7 +22,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q "$(firstword $(TORCH_SPEC))" $(TORCH_OPTIONS)
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e ".[serve]"  # serve: `mnistlab serve` (starlette, uvicorn)
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

@@ -341,16 +341,83 @@ def test_the_history_follower_reads_only_the_bytes_it_has_not_read(tmp_path):
 
 
 def test_the_serve_command_prints_its_url_and_warns_when_exposed(runs, monkeypatch, capsys):
+    import socket
+
     import uvicorn
 
     started = []
-    monkeypatch.setattr(uvicorn.Server, "run", lambda self: started.append(self.config))
-    assert main(["serve", "--runs-dir", str(runs["root"]), "--port", "8799"]) == 0
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: started.append(
+        (self.config, sockets[0].getsockname())))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert main(["serve", "--runs-dir", str(runs["root"]), "--port", str(port)]) == 0
     out = capsys.readouterr()
-    assert "http://127.0.0.1:8799/" in out.out and "warning" not in out.err
-    assert started[-1].host == "127.0.0.1"
-    assert main(["serve", "--runs-dir", str(runs["root"]), "--host", "0.0.0.0"]) == 0
+    assert f"http://127.0.0.1:{port}/" in out.out and "warning" not in out.err
+    assert started[-1][1] == ("127.0.0.1", port)
+    assert main(["serve", "--runs-dir", str(runs["root"]), "--host", "0.0.0.0",
+                 "--port", str(port)]) == 0
     assert "anyone who can reach this machine" in capsys.readouterr().err
     assert main(["serve", "--port", "70000"]) == 2
     (runs["root"].parent / "file").write_text("")
     assert main(["serve", "--runs-dir", str(runs["root"].parent / "file")]) == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen()
+        assert main(["serve", "--runs-dir", str(runs["root"]), "--port", str(port)]) == 2
+        assert "cannot listen there" in capsys.readouterr().err
+
+
+def test_cached_answers_follow_the_run_files(runs, tmp_path, monkeypatch):
+    from mnistlab.serve import index
+
+    monkeypatch.setattr(index, "LISTING_SECONDS", 0.0)
+    root = tmp_path / "runs"
+    run = shutil.copytree(runs["small"], root / runs["small"].name)
+    client = TestClient(create_app(root))
+    first = client.get(f"/api/runs/{run.name}").json()["test_accuracy"]
+    assert client.get("/api/runs").json()["runs"][0]["test_accuracy"] == first
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["test_accuracy"] = 0.125
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert client.get(f"/api/runs/{run.name}").json()["test_accuracy"] == 0.125
+    assert client.get("/api/runs").json()["runs"][0]["test_accuracy"] == 0.125
+
+
+def test_clients_asking_at_once_compute_an_answer_once():
+    from mnistlab.serve.cache import AnswerCache
+
+    cache, made = AnswerCache(), []
+
+    def make():
+        made.append(1)
+        time.sleep(0.2)
+        return 200, {"value": float("nan")}
+
+    answers = []
+    threads = [threading.Thread(target=lambda: answers.append(cache.get("k", make)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and answers == [(200, b'{"value":null}')] * 8
+    assert cache.get(None, make) == (200, b'{"value":null}') and len(made) == 2
+
+
+@pytest.mark.parametrize(("run_name", "group"), [
+    ("lab-main-raw-final-s0", "suite lab-main"), ("lab-main-raw-final-s12", "suite lab-main"),
+    ("grid-p003-s1", "sweep grid"), ("raw-final", ""), ("lab-main-raw-nothing-s0", "")])
+def test_runs_are_grouped_by_the_suite_or_sweep_that_named_them(run_name, group):
+    from mnistlab.experiments.suite import load_suite
+    from mnistlab.serve.index import _group_of
+
+    assert "raw/final" in load_suite("lab-main", strict=False).presets
+    assert _group_of(run_name) == group
+
+
+def test_a_missing_runs_folder_is_said_on_the_page_not_raised(tmp_path):
+    client = TestClient(create_app(tmp_path / "nowhere"))
+    data = client.get("/api/runs").json()
+    assert data["runs"] == [] and "no such runs folder" in data["error"]
+    assert client.get("/api/runs/x").status_code == 404

@@ -38,7 +38,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                   "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
-                  "--window-size=1280,900", "--hide-scrollbars")
+                  "--window-size=1440,900", "--hide-scrollbars")
 
 
 def _missing() -> str | None:
@@ -57,14 +57,16 @@ if (_why := _missing()) is not None:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, session_cache) -> dict[str, Path]:
-    """A small real MNIST MLP that reads clearly drawn digits (~97% on the test set), a tinier
-    one to compare it with, and a run 'still training' (one epoch of two written)."""
+    """A small real MNIST MLP that reads clearly drawn digits, a tinier one to compare it with,
+    a tiny Fashion-MNIST run, and a run 'still training' (one epoch of three written)."""
     root = tmp_path_factory.mktemp("browser") / "runs"
     out = {}
     specs = {"digits": ["data.train_samples=12000", "model.hidden=[128]", "training.epochs=3",
                         "training.batch_size=64", "data.test_samples=2000"],
              "tiny": ["data.train_samples=600", "model.hidden=[16]", "training.epochs=3",
-                      "data.test_samples=2000"]}
+                      "data.test_samples=2000"],
+             "fashion": ['data.dataset="fashion-mnist"', "data.train_samples=600",
+                         "training.epochs=1", "data.test_samples=200"]}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MNISTLAB_CACHE", str(session_cache))
         for name, overrides in specs.items():
@@ -77,7 +79,10 @@ def runs(tmp_path_factory, session_cache) -> dict[str, Path]:
     full = read_history(out["tiny"] / "history.csv")
     write_history(live / "history.csv", {k: v[:1] for k, v in full.items()})
     (live / "status.json").write_text(json.dumps({"status": "running", "pid": os.getpid()}))
-    out["live"], out["root"] = live, root
+    broken = root / "20990101-000001-broken"  # a run whose status file is damaged
+    broken.mkdir()
+    (broken / "status.json").write_text("{not json")
+    out["live"], out["broken"], out["root"] = live, broken, root
     return out
 
 
@@ -146,23 +151,27 @@ def _browser_errors(driver) -> list[str]:
 
 def test_the_runs_page_lists_every_run_and_filters_them(server, runs, browser):
     browser.get(server + "/")
-    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 3)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 5)
     text = browser.find_element(By.ID, "runs").text
     assert runs["digits"].name in text and "running" in text
+    assert "corrupt" in text and "status.json missing or unreadable" in text
     search = browser.find_element(By.ID, "filter-text")
     search.send_keys("digits")
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 1)
     assert runs["digits"].name in browser.find_element(By.ID, "runs").text
     browser.execute_script("arguments[0].value = ''; arguments[0].dispatchEvent("
                            "new Event('input'))", search)
-    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 3)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 5)
     browser.find_element(By.CSS_SELECTOR, "#filter-status option[value='running']").click()
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 1)
     browser.find_element(By.CSS_SELECTOR, "#filter-status option[value='']").click()
+    browser.find_element(By.CSS_SELECTOR, "#filter-dataset option[value='mnist']").click()
     browser.find_element(By.CSS_SELECTOR, "th[data-key='test_accuracy']").click()
     _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 3)
     first = browser.find_element(By.CSS_SELECTOR, "#runs tbody tr").text
     assert runs["tiny"].name in first  # ascending: the weaker network first
+    browser.find_element(By.CSS_SELECTOR, "#filter-dataset option[value='']").click()
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#runs tbody tr")) == 5)
     _screenshot(browser, "runs")
     assert _browser_errors(browser) == []
 
@@ -198,7 +207,8 @@ def test_clicking_a_confusion_cell_shows_its_test_images(server, runs, browser):
         assert all(img.get_property("naturalWidth") == 28 for img in
                    browser.find_elements(By.CSS_SELECTOR, "#examples .example img"))
         assert "%" in shown[0].text
-    browser.execute_script("document.getElementById('examples').scrollIntoView()")
+    browser.execute_script("document.getElementById('confusion').scrollIntoView(); "
+                           "window.scrollBy(0, -50)")
     _screenshot(browser, "run")
 
 
@@ -244,9 +254,10 @@ def test_a_digit_drawn_with_the_mouse_is_read_as_that_digit(server, runs, browse
 def test_two_runs_compared_overlay_their_curves_and_give_the_verdicts(server, runs, browser):
     names = [runs["digits"].name, runs["tiny"].name]
     browser.get(f"{server}/compare")
-    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".runpick input")) == 2)
+    _wait(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".runpick input")) == 3)
     for box in browser.find_elements(By.CSS_SELECTOR, ".runpick input"):
-        box.click()
+        if box.get_attribute("value") in names:
+            box.click()
     browser.find_element(By.ID, "compare").click()
     table = _wait(browser, lambda d: d.find_element(By.ID, "comparison"))
     assert len(table.find_elements(By.CSS_SELECTOR, "tr")) == 3  # header + 2 configurations
@@ -255,3 +266,24 @@ def test_two_runs_compared_overlay_their_curves_and_give_the_verdicts(server, ru
     verdicts = browser.find_element(By.ID, "verdicts").text
     assert "McNemar" in verdicts and "not testable: 1 seed(s)" in verdicts
     _screenshot(browser, "compare")
+
+
+def test_a_fashion_run_takes_an_uploaded_photo_instead_of_a_drawing(server, runs, browser,
+                                                                  tmp_path):
+    from PIL import Image
+
+    from mnistlab.data.load import load_dataset
+    from mnistlab.predict.predictor import predict_files
+
+    ds = load_dataset("fashion-mnist", SHARED_DATA)
+    photo = tmp_path / "garment.png"  # dark garment on white paper, as a photo would be
+    Image.fromarray(255 - ds.test_images[0]).resize((168, 168)).save(photo)
+    (want,) = predict_files(runs["fashion"], [photo], top=3)
+    browser.get(f"{server}/draw?run={runs['fashion'].name}")
+    upload = _wait(browser, lambda d: d.find_element(By.ID, "upload"))
+    _wait(browser, lambda d: upload.is_displayed())
+    assert not browser.find_element(By.ID, "canvas").is_displayed()
+    upload.send_keys(str(photo))
+    predicted = _wait(browser, lambda d: d.find_element(By.ID, "prediction"))
+    assert predicted.get_attribute("data-class") == str(want.prediction)
+    assert predicted.text == want.top[0][1]

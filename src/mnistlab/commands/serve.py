@@ -67,14 +67,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = serve_url(args.host, args.port)
     if not local:
         print(EXPOSED_WARNING.format(host=args.host, root=root.resolve()), file=sys.stderr)
+    sock = _bind(args.host, args.port)  # before printing the URL: a busy port is one line
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
                             access_log=False)
     server = uvicorn.Server(config)
     if args.open:
         _open_when_started(server, url)
     print(f"mnistlab serve: {root} at {url} (Ctrl-C stops)", flush=True)
-    server.run()
+    with sock:
+        server.run(sockets=[sock])
     return 0
+
+
+def _bind(host: str, port: int):
+    """A listening socket on (host, port), or one line saying why there cannot be one."""
+    import socket
+
+    from mnistlab.errors import MnistlabError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        raise MnistlabError(f"{host}:{port}: cannot listen there ({exc.strerror or exc}); "
+                            "pass another --port or --host") from None
+    return sock
 
 
 def _open_when_started(server, url: str) -> None:

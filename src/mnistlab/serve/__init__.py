@@ -5,7 +5,8 @@
     examples.py  the test images of one (true, predicted) cell of the confusion matrix
     live.py      server-sent events: new history.csv rows as the trainer writes them
     draw.py      a PNG from the browser -> `predict`'s checks and preparation -> top classes
-    api.py       the JSON endpoints under /api/
+    cache.py     answers kept as JSON bytes, keyed by the signatures of the run files read
+    api.py       the JSON endpoints under /api/ (work in a few worker threads)
     app.py       `create_app`: pages, static files, reports, the API
 
 Nothing here writes into the runs folder. A run named in a URL is looked up in the listing,

@@ -84,10 +84,22 @@ class RunIndex:
 
     def get(self, name: str) -> RunInfo | None:
         """The run listed under exactly this name, or None (never a path built from `name`)."""
-        for info in self.runs():
-            if info.name == name:
-                return info
-        return None
+        self.runs()
+        with self._lock:
+            entry = self._entries.get(name) if isinstance(name, str) else None
+            return entry.info if entry is not None else None
+
+    def key(self, info: RunInfo) -> tuple:
+        """What a cached answer about `info` depends on: its name and its files' signature."""
+        with self._lock:
+            entry = self._entries.get(info.name)
+            return (info.name, entry.signature if entry is not None else None)
+
+    def version(self) -> tuple:
+        """Changes whenever a run appears, disappears or changes (the listing's cache key)."""
+        self.runs()
+        with self._lock:
+            return tuple((k, self._entries[k].signature) for k in sorted(self._entries))
 
     def _children(self) -> list[Path]:
         try:

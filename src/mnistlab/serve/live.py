@@ -102,7 +102,7 @@ async def run_events(history: Path, status: Path, progress: Callable[[list[dict]
         sig = _signature(status)
         if rows or reset or sig != status_sig:
             status_sig = sig
-            state = progress(all_rows)
+            state = await asyncio.to_thread(progress, list(all_rows))  # reads the run again
             yield sse("status", state)
             last_sent = time.monotonic()
             if state["status"] in ENDED:

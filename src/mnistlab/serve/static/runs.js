@@ -3,7 +3,8 @@
 
 const COLUMNS = [
   { key: "name", label: "run", render: r => el("a", { href: runUrl(r.name) }, r.name) },
-  { key: "status", label: "status", render: r => el("span", { class: "status-" + r.status }, r.status) },
+  { key: "status", label: "status", render: r => el("div", {}, el("span", { class: "status-" + r.status }, r.status),
+      r.problems.length ? el("div", { class: "problems" }, r.problems.join("; ")) : null) },
   { key: "experiment", label: "experiment" },
   { key: "group", label: "suite / sweep" },
   { key: "dataset", label: "dataset" },
@@ -16,7 +17,6 @@ const COLUMNS = [
   { key: "validation", label: "validation" },
   { key: "val_accuracy", label: "val acc", num: true },
   { key: "test_accuracy", label: "test acc", num: true },
-  { key: "problems", label: "problems", render: r => el("span", { class: "problems" }, r.problems.join("; ")) },
 ];
 const FILTERS = ["experiment", "dataset", "status", "group"];
 const FILTER_LABELS = { experiment: "all experiments", dataset: "all datasets", status: "any status",
@@ -36,21 +36,26 @@ async function main() {
     selects[key] = el("select", { id: "filter-" + key },
       el("option", { value: "" }, FILTER_LABELS[key]),
       values.map(v => el("option", { value: v }, v)));
+    selects[key].hidden = values.length < 2;  // nothing to choose between
   }
   const count = el("span", { class: "muted", id: "count" });
-  const table = sortableTable(COLUMNS, rows, { id: "runs", sortKey: "name",
+  // a column empty in every run (no suites, no sweeps) only takes room
+  const empty = v => v === null || v === undefined || v === "" || (Array.isArray(v) && !v.length);
+  const columns = COLUMNS.filter(c => ["name", "status"].includes(c.key) || rows.some(r => !empty(r[c.key])));
+  const table = sortableTable(columns, rows, { id: "runs", sortKey: "name",
     rowClass: r => r.problems.length ? "damaged" : null });
   const apply = () => {
     const words = text.value.toLowerCase().split(/\s+/).filter(w => w);
     const shown = rows.filter(r => FILTERS.every(k => !selects[k].value || String(r[k]) === selects[k].value)
-      && words.every(w => COLUMNS.some(c => String(r[c.key] ?? "").toLowerCase().includes(w))));
+      && words.every(w => [...columns.map(c => r[c.key]), r.problems.join(" ")]
+        .some(v => String(v ?? "").toLowerCase().includes(w))));
     table.setRows(shown);
     count.textContent = `${shown.length} of ${rows.length} runs`;
   };
   text.addEventListener("input", apply);
   Object.values(selects).forEach(s => s.addEventListener("change", apply));
   app.append(el("div", { class: "filters" }, text, Object.values(selects), count,
-    el("button", { onclick: () => location.reload() }, "refresh")), table);
+    el("button", { onclick: () => location.reload() }, "refresh")), el("div", { class: "wide" }, table));
   apply();
   const reports = await api("/api/reports");
   if ((reports.reports || []).length) {
