@@ -150,3 +150,19 @@ def test_summary_shows_early_stopping(capsys):
                  "early_stopping.restore_best_weights=true"]) == 0
     assert ("Early stopping: val_loss (min), patience 3, min_delta 0, restores the best "
             "epoch's weights\n") in capsys.readouterr().out
+
+
+def test_killed_while_writing_outputs_resume_trains_no_further(tiny_dataset, tmp_path):
+    """The stop decision is in the last checkpoint: resume goes straight to the outputs."""
+    import shutil
+
+    from mnistlab.runs.directory import write_status
+
+    done = run_experiment(load_experiment("raw/template", [*_tiny(epochs=8), *_STOP]),
+                          tmp_path / "runs")
+    copy = tmp_path / "copy"
+    shutil.copytree(done.run_dir, copy)
+    for name in ("model.pt", "metrics.json", "predictions.npz"):
+        (copy / name).unlink()
+    write_status(copy, "interrupted", epochs_done=len(done.history["loss"]), stage="outputs")
+    same_run_result(done.run_dir, resume_run(copy).run_dir)
