@@ -11,8 +11,9 @@ cell's images, a drawing to predict, a comparison, a page), waiting `--think` se
 requests (0: as fast as it can).
 Prints requests per second and p50 / p99 / max latency per endpoint, and errors.
 
-With `--train`, a training run (`mnistlab run PRESET --epochs N`) is timed alone and then with the
-same load running beside it; its median epoch seconds are compared (the first epoch is warm-up).
+With `--train`, a training run (`mnistlab run PRESET --epochs N`) is timed alone and with the
+same load running beside it, `--rounds` times, alternating which goes first; its median epoch
+seconds are compared (the first epoch of each run is warm-up).
 """
 
 from __future__ import annotations
@@ -167,6 +168,25 @@ def _train(preset: str, epochs: int, runs_dir: Path) -> float:
     return statistics.median(read_history(newest / "history.csv")["seconds"][1:])
 
 
+def _load_phase(base: str, names: list[str], args, server_pid: int, trainer) -> None:
+    """The clients for `args.seconds`, or for as long as `trainer` trains; then the report."""
+    clock = {}
+
+    def stop():
+        clock["start"] = time.monotonic()
+        until = clock["start"] + args.seconds
+        return ((lambda: trainer.poll() is not None) if trainer else
+                (lambda: time.monotonic() > until))
+
+    server_cpu, own_cpu = _cpu_seconds(server_pid), time.process_time()
+    times, errors = asyncio.run(load(base, names, args.clients, stop, args.think))
+    wall = time.monotonic() - clock["start"]
+    _report(times, errors, wall)
+    print(f"CPU: server {(_cpu_seconds(server_pid) - server_cpu) / wall:.0%} of one core, "
+          f"load generator {(time.process_time() - own_cpu) / wall:.0%}; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=50)
@@ -175,6 +195,8 @@ def main() -> None:
                         help="seconds each client waits between requests (0: none)")
     parser.add_argument("--train", metavar="PRESET", help="also time this training beside it")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="with --train: alone/beside pairs, alternating which goes first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "runs"
@@ -194,36 +216,31 @@ def main() -> None:
             # warm-up: one of each request (imports, dataset, network), as a running server has
             for _label, method, path, body in _requests(names, 0):
                 httpx.request(method, base + path, json=body, timeout=120)
-            alone = _train(args.train, args.epochs, Path(tmp) / "t") if args.train else None
             print(f"{args.clients} clients, think time {args.think} s, each holding a "
                   "live-curves stream open")
-            trainer = None
-            if args.train:  # the load lasts as long as the training beside it
-                trainer = subprocess.Popen(
-                    [sys.executable, "-c", "import sys, json; sys.path[:0] = [sys.argv[1]]; "
-                     "import serve_load as b; print(json.dumps(b._train(sys.argv[2], "
-                     "int(sys.argv[3]), __import__('pathlib').Path(sys.argv[4]))))",
-                     str(Path(__file__).parent), args.train, str(args.epochs),
-                     str(Path(tmp) / "t2")], stdout=subprocess.PIPE, text=True)
-            clock = {}
-
-            def stop():
-                clock["start"] = time.monotonic()
-                until = clock["start"] + args.seconds
-                return ((lambda: trainer.poll() is not None) if trainer else
-                        (lambda: time.monotonic() > until))
-
-            server_cpu, own_cpu = _cpu_seconds(server.pid), time.process_time()
-            times, errors = asyncio.run(load(base, names, args.clients, stop, args.think))
-            wall = time.monotonic() - clock["start"]
-            _report(times, errors, wall)
-            print(f"CPU: server {(_cpu_seconds(server.pid) - server_cpu) / wall:.0%} of one core, "
-                  f"load generator {(time.process_time() - own_cpu) / wall:.0%}; load average "
-                  f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-            if args.train:
-                beside = json.loads(trainer.communicate()[0].strip().splitlines()[-1])
-                print(f"training {args.train}: median epoch {alone:.2f} s alone, {beside:.2f} s "
-                      f"beside the load ({(beside / alone - 1) * 100:+.0f}%)")
+            if not args.train:
+                _load_phase(base, names, args, server.pid, None)
+                return
+            alone, beside = [], []
+            for r in range(args.rounds):  # alternate which side goes first
+                for side in (("alone", "beside") if r % 2 == 0 else ("beside", "alone")):
+                    runs_dir = Path(tmp) / f"t{r}-{side}"
+                    if side == "alone":
+                        alone.append(_train(args.train, args.epochs, runs_dir))
+                        continue
+                    trainer = subprocess.Popen(  # the load lasts as long as this training
+                        [sys.executable, "-c", "import sys, json; sys.path[:0] = [sys.argv[1]]; "
+                         "import serve_load as b; print(json.dumps(b._train(sys.argv[2], "
+                         "int(sys.argv[3]), __import__('pathlib').Path(sys.argv[4]))))",
+                         str(Path(__file__).parent), args.train, str(args.epochs),
+                         str(runs_dir)], stdout=subprocess.PIPE, text=True)
+                    _load_phase(base, names, args, server.pid, trainer)
+                    beside.append(json.loads(trainer.communicate()[0].strip().splitlines()[-1]))
+                print(f"round {r + 1}: {args.train} median epoch {alone[-1]:.2f} s alone, "
+                      f"{beside[-1]:.2f} s beside the load")
+            a, b = statistics.median(alone), statistics.median(beside)
+            print(f"training {args.train}: median epoch {a:.2f} s alone, {b:.2f} s beside the "
+                  f"load ({(b / a - 1) * 100:+.0f}%), medians over {args.rounds} round(s)")
         finally:
             server.terminate()
             server.wait(timeout=10)

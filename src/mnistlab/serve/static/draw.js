@@ -54,7 +54,9 @@ async function main() {
   const app = document.getElementById("app");
   document.body.prepend(nav("/draw"));
   const data = await api("/api/runs");
-  runs = (data.runs || []).filter(r => r.status === "complete");
+  // the best digit readers first: MNIST runs by test accuracy, then the others
+  runs = (data.runs || []).filter(r => r.status === "complete").sort((a, b) =>
+    (b.dataset === "mnist") - (a.dataset === "mnist") || (b.test_accuracy || 0) - (a.test_accuracy || 0));
   const wanted = new URLSearchParams(location.search).get("run");
   const pick = el("select", { id: "run", onchange: showInput }, runs.map(r => el("option", { value: r.name,
     selected: r.name === wanted ? "selected" : null }, `${r.name} (${r.dataset}, test acc ${fmt(r.test_accuracy)})`)));
