@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from mnistlab.config.identity import config_digest, to_toml
 from mnistlab.config.load import (
     MAX_TOML_BYTES,
-    config_digest,
     experiment_from_dict,
     load_experiment,
     parse_override,
-    to_toml,
 )
 from mnistlab.config.memory import estimate_training_memory, machine_memory_bytes
 from mnistlab.config.rules import RULES

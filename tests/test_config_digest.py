@@ -5,7 +5,7 @@ Adding a setting must not change the digest of configs that do not use it."""
 from __future__ import annotations
 
 import mnistlab
-from mnistlab.config.load import config_digest
+from mnistlab.config.identity import config_digest
 
 # Computed at commit 941331f, before [augmentation] and the adam/adamw/nadam/sgd fields existed:
 # runs made then hold these digests in their checkpoints and metrics.json.

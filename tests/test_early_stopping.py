@@ -13,7 +13,8 @@ from torch import nn
 
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
-from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
+from mnistlab.config.identity import config_digest, to_toml
+from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.sections import EarlyStoppingConfig
 from mnistlab.errors import ConfigError, RunInterrupted
 from mnistlab.runs.execute import resume_run, run_experiment

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from mnistlab.config.load import config_digest, load_experiment
+from mnistlab.config.identity import config_digest
+from mnistlab.config.load import load_experiment
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.experiments.executor import (
     complete_runs_by_digest,

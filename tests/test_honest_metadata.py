@@ -12,13 +12,8 @@ import pytest
 import tomllib
 
 from mnistlab.commands.main import main
-from mnistlab.config.load import (
-    ValidationNotice,
-    config_digest,
-    experiment_from_dict,
-    load_experiment,
-    to_toml,
-)
+from mnistlab.config.identity import config_digest, to_toml
+from mnistlab.config.load import ValidationNotice, experiment_from_dict, load_experiment
 from mnistlab.presets import read_preset
 from mnistlab.report.compare import Group, config_differences
 from mnistlab.report.compare import test_validation_warning as warning_text

@@ -11,7 +11,8 @@ import torch
 from test_resume import _tiny
 
 from mnistlab import load_experiment
-from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
+from mnistlab.config.identity import config_digest, to_toml
+from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.sections import ModelConfig
 from mnistlab.errors import ConfigError
 from mnistlab.fast.mlp_step import mlp_step_for

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from mnistlab.config.load import experiment_from_dict, to_toml
+from mnistlab.config.identity import to_toml
+from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.sections import OptimizerConfig
 from mnistlab.errors import ConfigError
 from mnistlab.nn.optim import SGD, Adam, AdamW, Nadam, make_optimizer
@@ -162,7 +163,7 @@ def test_config_toml_records_only_the_chosen_optimisers_arguments_and_reloads():
 
 def test_rmsprop_configs_are_unchanged():
     """Runs made before other optimisers existed keep their config.toml and digest."""
-    from mnistlab.config.load import config_digest
+    from mnistlab.config.identity import config_digest
 
     exp = experiment_from_dict({}, "x.toml")
     assert set(exp.to_dict()["optimizer"]) == {"name", "learning_rate", "rho", "momentum",

@@ -3,7 +3,8 @@
 import pytest
 
 from mnistlab.commands.main import main
-from mnistlab.config.load import config_digest, load_experiment
+from mnistlab.config.identity import config_digest
+from mnistlab.config.load import load_experiment
 from mnistlab.errors import ConfigError
 from mnistlab.experiments.suite import (
     load_suite,
@@ -112,7 +113,7 @@ def test_cli_suite_list_and_dry_run(capsys):
 
 def test_suite_run_refuses_jobs_0_and_a_file_runs_folder_before_anything(tmp_path, capsys,
                                                                           monkeypatch):
-    from mnistlab.config.load import to_toml
+    from mnistlab.config.identity import to_toml
     from mnistlab.runs import execute
 
     path = _suite_file(tmp_path, 'experiments = ["raw/template"]')

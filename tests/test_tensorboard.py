@@ -89,7 +89,7 @@ def test_run_writes_scalars_images_and_hparams(tiny_dataset, tmp_path):
 
 
 def test_off_by_default_and_config_digest_unchanged(tiny_dataset, tmp_path):
-    from mnistlab.config.load import config_digest, to_toml
+    from mnistlab.config.identity import config_digest, to_toml
 
     off = load_experiment("raw/template", _tiny())
     on = load_experiment("raw/template", _tiny("output.tensorboard=true"))

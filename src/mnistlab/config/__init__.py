@@ -6,18 +6,18 @@
     geometry.py  output shapes of layer lists and HOG arguments, without computing anything
     memory.py    what training a model holds in memory; models that cannot fit are refused
     origin.py    held-out validation for files on lab presets (and its notice); descriptions
-    load.py      preset / TOML / `base` / `--set` -> validated `Experiment`; digest and TOML out
+    load.py      preset / TOML / `base` / `--set` -> validated `Experiment`
+    identity.py  a config's digest (same experiment?) and its TOML text (config.toml)
 """
 
+from mnistlab.config.identity import config_digest, to_toml
 from mnistlab.config.load import (
     apply_overrides,
-    config_digest,
     experiment_from_dict,
     load_experiment,
     parse_override,
     read_toml,
     resolve_raw,
-    to_toml,
 )
 from mnistlab.config.rules import RULES, Rule
 from mnistlab.config.sections import (

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
-import json
 import os
 import stat
 import warnings
@@ -42,8 +40,6 @@ from mnistlab.config.sections import (
     TOP_LEVEL_KEYS,
     Experiment,
     ModelConfig,
-    leave_out_unused,
-    plain,
 )
 from mnistlab.data.registry import get_dataset
 from mnistlab.errors import ConfigError, did_you_mean
@@ -51,7 +47,7 @@ from mnistlab.errors import ConfigError, did_you_mean
 __all__ = ["ValidationNotice", "LAB_SPLIT", "lab_validation_notice", "inherits_lab_validation",
            "described_overrides",
            "experiment_from_dict", "apply_overrides", "parse_override", "read_toml",
-           "resolve_raw", "default_run_name", "load_experiment", "config_digest", "to_toml"]
+           "resolve_raw", "default_run_name", "load_experiment"]
 
 
 def inherits_lab_validation(base: str, own: dict[str, Any]) -> bool:
@@ -333,55 +329,3 @@ def load_experiment(source: str | Path, overrides: list[str] | tuple[str, ...] =
     return experiment_from_dict(raw, label if not overrides else f"{label} (with --set)")
 
 
-# The fields the digest was first defined over. A field or section added since counts only when
-# it differs from its default, so the runs made before it (their checkpoints and the suites that
-# skip finished runs by digest) keep their digest: adding `[augmentation]` must not orphan them.
-DIGEST_V1_FIELDS = {
-    "data": ("dataset", "validation", "train_samples", "test_samples"),
-    "features": ("kind", "orientations", "pixels_per_cell", "cells_per_block", "block_norm",
-                 "transform_sqrt"),
-    "model": ("kind", "hidden", "activation", "dropout", "kernel_initializer", "layers"),
-    "optimizer": ("name", "learning_rate", "rho", "momentum", "epsilon", "centered", "clipvalue",
-                  "clipnorm", "global_clipnorm"),
-    "training": ("epochs", "batch_size", "seed", "shuffle", "device", "threads", "fast",
-                 "chunk_size"),
-    "output": ("name", "plots"),
-}
-
-
-def _without_new_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """`data` less every post-v1 field that holds its default (and sections left empty)."""
-    for section, cls in SECTIONS.items():
-        table = data.get(section)
-        if not isinstance(table, dict):
-            continue
-        old = DIGEST_V1_FIELDS.get(section, ())
-        defaults = plain(dataclasses.asdict(cls()))
-        for key in [k for k in table if k not in old and k in defaults]:
-            if table[key] == defaults[key]:
-                del table[key]
-        if not table and section not in DIGEST_V1_FIELDS:
-            del data[section]
-    return data
-
-
-def config_digest(exp: Experiment) -> str:
-    """A stable hash of everything that changes the result (not the run's name or description)."""
-    # settings that are off are left out, and so is any field added since v1 at its default
-    data = _without_new_defaults(leave_out_unused(exp, plain(dataclasses.asdict(exp))))
-    data.pop("description", None)
-    data.get("output", {}).pop("name", None)
-    data.get("output", {}).pop("tensorboard", None)  # a record of the run, not its result
-    data.get("training", {}).pop("device", None)
-    data.get("training", {}).pop("threads", None)
-    data.get("training", {}).pop("fast", None)  # speed settings change float rounding only
-    data.get("training", {}).pop("chunk_size", None)
-    blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def to_toml(exp: Experiment) -> str:
-    """The fully resolved config as TOML text (what `config.toml` in a run holds)."""
-    import tomli_w
-
-    return tomli_w.dumps(exp.to_dict())

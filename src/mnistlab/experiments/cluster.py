@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Callable
 
-from mnistlab.config.load import config_digest
+from mnistlab.config.identity import config_digest
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import RunError
 from mnistlab.experiments.remote import EVENT_TOPIC, run_remote

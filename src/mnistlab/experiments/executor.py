@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from mnistlab.config.load import config_digest
+from mnistlab.config.identity import config_digest
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import ConfigError, MnistlabError, RunError, RunInterrupted
 from mnistlab.experiments.cluster import run_on_dask

@@ -157,7 +157,8 @@ def _resume_interrupted(experiments: list[Experiment], runs_dir, data_dir, on_ev
     Returns {index: failed JobOutcome} for runs another live process holds (RunInUse): training
     them afresh here would duplicate its work, so they are reported instead.
     """
-    from mnistlab.config.load import config_digest, experiment_from_dict
+    from mnistlab.config.identity import config_digest
+    from mnistlab.config.load import experiment_from_dict
     from mnistlab.errors import MnistlabError, RunInUse
     from mnistlab.experiments.executor import JobOutcome, find_complete_run
     from mnistlab.runs.directory import list_runs, runs_root

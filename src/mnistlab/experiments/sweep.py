@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnistlab.config.identity import config_digest
 from mnistlab.config.load import (
     LAB_SPLIT,
     ValidationNotice,
-    config_digest,
     experiment_from_dict,
     inherits_lab_validation,
     lab_validation_notice,

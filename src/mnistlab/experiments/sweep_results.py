@@ -13,7 +13,7 @@ from typing import Any
 
 import tomllib
 
-from mnistlab.config.load import config_digest
+from mnistlab.config.identity import config_digest
 from mnistlab.errors import ConfigError
 from mnistlab.experiments.executor import complete_runs_by_digest
 from mnistlab.experiments.sweep import load_sweep, sweep_dir, sweep_points

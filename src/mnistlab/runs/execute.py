@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from mnistlab.atomic import atomic_write_text
-from mnistlab.config.load import config_digest, experiment_from_dict, to_toml
+from mnistlab.config.identity import config_digest, to_toml
+from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.optimizers import optimizer_text
 from mnistlab.config.schedules import schedule_text
 from mnistlab.config.sections import Experiment

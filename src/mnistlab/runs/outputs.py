@@ -15,7 +15,7 @@ import torch
 
 from mnistlab import __version__
 from mnistlab.atomic import atomic_write_bytes
-from mnistlab.config.load import config_digest
+from mnistlab.config.identity import config_digest
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits
 from mnistlab.data.registry import DatasetSpec
