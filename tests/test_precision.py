@@ -90,6 +90,7 @@ def test_a_bf16_run_learns_and_records_its_precision(tiny_dataset, tmp_path):
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["precision"] == "bf16" and metrics["fast"] == [BF16_LABEL]
     assert 'precision = "bf16"' in (result.run_dir / "config.toml").read_text()
+    assert "Precision: bf16" in (result.run_dir / "summary.txt").read_text()
     assert metrics["test_accuracy"] > 0.9  # the tiny dataset's bars are easy to learn
     weights = torch.load(result.run_dir / "model.pt", weights_only=True)
     assert all(w.dtype == torch.float32 for w in weights.values())

@@ -22,8 +22,6 @@ import torch
 from mnistlab.atomic import atomic_write_text
 from mnistlab.config.identity import config_digest, to_toml
 from mnistlab.config.load import experiment_from_dict
-from mnistlab.config.optimizers import optimizer_text
-from mnistlab.config.schedules import schedule_text
 from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits, cache_dir, load_dataset, make_splits
 from mnistlab.data.registry import DatasetSpec
@@ -41,7 +39,6 @@ from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
 from mnistlab.nn.optim import make_optimizer
-from mnistlab.nn.summary import summary_text
 from mnistlab.runs.directory import (
     create_run_dir,
     lock_run_dir,
@@ -51,6 +48,7 @@ from mnistlab.runs.directory import (
     write_status,
 )
 from mnistlab.runs.outputs import run_metrics, write_outputs
+from mnistlab.runs.summary_file import summary_file_text, weights_outcome
 from mnistlab.runs.tensorboard import EventLog, require_tensorboard
 from mnistlab.training.augment import augmented_plan, make_augmenter
 from mnistlab.training.checkpoint import (
@@ -132,32 +130,12 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
             held.enter_context(lock_run_dir(run_dir))
             write_status(run_dir, "running")
             atomic_write_text(run_dir / "config.toml", to_toml(exp))
-            atomic_write_text(run_dir / "summary.txt", _summary(exp, in_shape, n_classes))
+            atomic_write_text(run_dir / "summary.txt", summary_file_text(exp, in_shape, n_classes))
         except BaseException:  # disk full, folder gone, Ctrl-C: leave no half-made run behind
             shutil.rmtree(run_dir, ignore_errors=True)
             raise
         return _train_into(run_dir, exp, splits, spec, device, None, reporter,
                            tensorboard=exp.output.tensorboard)
-
-
-def _summary(exp: Experiment, in_shape: tuple[int, ...], n_classes: int,
-             outcome: str = "") -> str:
-    """summary.txt: the model's layers, the optimiser, the settings beyond the lab's (schedule,
-    early stopping, label smoothing, augmentation) and, once trained, where the weights are
-    from."""
-    lines = [f"Optimizer: {optimizer_text(exp.optimizer)}"]
-    if exp.schedule.active:
-        lines.append(schedule_text(exp.schedule, exp.optimizer.learning_rate))
-    if exp.training.label_smoothing:
-        lines.append(f"Label smoothing: {exp.training.label_smoothing:g}")
-    if exp.early_stopping.enabled:
-        lines.append(exp.early_stopping.describe())
-    if exp.augmentation.active:
-        lines.append(exp.augmentation.describe())
-    if outcome:
-        lines.append(outcome)
-    return (summary_text(exp.model, in_shape, n_classes, title=exp.output.name)
-            + "".join(f"{line}\n" for line in lines))
 
 
 def resume_run(run_dir: str | Path, data_dir: str | Path | None = None,
@@ -342,13 +320,8 @@ def _finish_run(run_dir: Path, exp: Experiment, spec: DatasetSpec, splits: Split
     if trained.stopper is not None:
         record = trained.stopper.record(len(history), exp.training.epochs)
         metrics["early_stopping"] = record
-        outcome = (f"Weights: from epoch {record['weights_epoch']} of {len(history)} "
-                   + (f"(best {record['monitor']} {record['best']:.6g}); " if
-                      record["restored_best_weights"] else "(the last); ")
-                   + (f"early stopping ended training after epoch {record['stopped_epoch']} "
-                      f"of {exp.training.epochs}" if record["stopped_early"] else
-                      f"trained all {exp.training.epochs} epochs"))
-        atomic_write_text(run_dir / "summary.txt", _summary(
+        outcome = weights_outcome(record, len(history), exp.training.epochs)
+        atomic_write_text(run_dir / "summary.txt", summary_file_text(
             exp, in_shape, len(spec.class_names), outcome))
     write_outputs(run_dir, exp, spec, splits, result, history, trained.model, metrics)
     if trained.events is not None:
