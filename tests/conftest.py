@@ -117,3 +117,22 @@ def same_run_result(run_a: Path, run_b: Path) -> None:
     wa = torch.load(run_a / "model.pt", weights_only=True)
     wb = torch.load(run_b / "model.pt", weights_only=True)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+class CtrlCAt:
+    """A run reporter that presses Ctrl-C (a real SIGINT to this process) at one batch count,
+    for tests of interrupting and resuming in-process runs."""
+
+    def __init__(self, at: int):
+        self.at, self.seen = at, 0
+
+    def start(self, name, epochs, first_epoch): ...
+    def epoch(self, epoch, logs): ...
+    def stop(self): ...
+
+    def batch(self, done, total):
+        self.seen += 1
+        if self.seen == self.at:
+            import signal
+
+            signal.raise_signal(signal.SIGINT)

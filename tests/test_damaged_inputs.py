@@ -8,12 +8,12 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import unicodedata
 from pathlib import Path
 
 import pytest
 import tomli_w
+from conftest import CtrlCAt
 
 from mnistlab.commands.main import main
 from mnistlab.config.load import load_experiment
@@ -164,20 +164,6 @@ def test_data_exits_2_when_no_dataset_is_found(tmp_path, monkeypatch, capsys):
 
 # --- checkpoints whose tensors do not fit --------------------------------------------------------
 
-class _CtrlC:
-    """A reporter that presses Ctrl-C (a real SIGINT to this process) at one batch count."""
-
-    def __init__(self, at: int):
-        self.at, self.seen = at, 0
-
-    def start(self, name, epochs, first_epoch): ...
-    def epoch(self, epoch, logs): ...
-    def stop(self): ...
-
-    def batch(self, done, total):
-        self.seen += 1
-        if self.seen == self.at:
-            signal.raise_signal(signal.SIGINT)
 
 
 def test_a_checkpoint_with_wrong_tensor_shapes_is_refused_without_touching_status(
@@ -188,7 +174,7 @@ def test_a_checkpoint_with_wrong_tensor_shapes_is_refused_without_touching_statu
 
     exp = load_experiment("raw/template", TINY)
     with pytest.raises(RunInterrupted) as info:
-        run_experiment(exp, tmp_path / "runs", reporter=_CtrlC(20))
+        run_experiment(exp, tmp_path / "runs", reporter=CtrlCAt(20))
     run_dir = info.value.run_dir
     ckpt_path = run_dir / "checkpoint.pt"
     good_bytes = ckpt_path.read_bytes()

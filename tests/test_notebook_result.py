@@ -15,6 +15,7 @@ import types
 import numpy as np
 import pytest
 import torch
+from conftest import CtrlCAt
 from PIL import Image
 from rich.console import Console
 
@@ -231,24 +232,6 @@ def test_drawing_figures_leaves_the_notebooks_plotting_backend_alone(tmp_path):
     assert out.stdout.split() == [inline, "False"]
 
 
-class _CtrlCAt:
-    """A reporter that presses Ctrl-C (a real SIGINT) at one batch count."""
-
-    def __init__(self, at: int):
-        self.at, self.seen = at, 0
-
-    def start(self, name, epochs, first_epoch): ...
-    def epoch(self, epoch, logs): ...
-    def stop(self): ...
-
-    def batch(self, done, total):
-        self.seen += 1
-        if self.seen == self.at:
-            import signal
-
-            signal.raise_signal(signal.SIGINT)
-
-
 def test_an_interrupted_run_loads_without_a_model_and_resumes_into_a_run(tiny_dataset, tmp_path):
     from mnistlab.errors import RunInterrupted
 
@@ -256,7 +239,7 @@ def test_an_interrupted_run_loads_without_a_model_and_resumes_into_a_run(tiny_da
         "training.epochs=2", "training.batch_size=8", "model.hidden=[8]", "data.validation=0.2",
         "output.plots=false"])
     with pytest.raises(RunInterrupted) as stopped:
-        mnistlab.run_experiment(exp, runs_dir=tmp_path, reporter=_CtrlCAt(8))  # in epoch 2
+        mnistlab.run_experiment(exp, runs_dir=tmp_path, reporter=CtrlCAt(8))  # in epoch 2
     cut = mnistlab.load_run(stopped.value.run_dir)
     assert cut.status == "interrupted" and cut.history.epochs == 1 and cut.metrics is None
     with pytest.raises(RunError, match="run is interrupted"):

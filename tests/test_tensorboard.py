@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import io
 import json
-import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import CtrlCAt
 from PIL import Image
 
 from mnistlab import load_experiment
@@ -101,20 +101,6 @@ def test_off_by_default_and_config_digest_unchanged(tiny_dataset, tmp_path):
     assert _group_key(off.to_dict()) == _group_key(on.to_dict())
 
 
-class _CtrlC:
-    """Presses Ctrl-C (a real SIGINT) at the given batch."""
-
-    def __init__(self, at: int):
-        self.at, self.seen = at, 0
-
-    def start(self, name, epochs, first_epoch): ...
-    def epoch(self, epoch, logs): ...
-    def stop(self): ...
-
-    def batch(self, done, total):
-        self.seen += 1
-        if self.seen == self.at:
-            signal.raise_signal(signal.SIGINT)
 
 
 @pytest.mark.parametrize("first_with_tensorboard", [True, False])
@@ -125,7 +111,7 @@ def test_resume_continues_the_log_without_repeating_epochs(tiny_dataset, tmp_pat
     extra = ["output.tensorboard=true"] if first_with_tensorboard else []
     exp = load_experiment("raw/template", _tiny(*extra))
     with pytest.raises(RunInterrupted) as info:
-        run_experiment(exp, tmp_path / "runs", reporter=_CtrlC(10))
+        run_experiment(exp, tmp_path / "runs", reporter=CtrlCAt(10))
     run_dir = info.value.run_dir
     assert (run_dir / TB_DIR).is_dir() == first_with_tensorboard
     resume_run(run_dir, tensorboard=True)
