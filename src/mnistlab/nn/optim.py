@@ -162,6 +162,7 @@ class SGD(KerasOptimizer):
         else:
             p.add_(m)
 
+
 class Adam(KerasOptimizer):
     """Keras-semantics Adam; defaults are Keras's."""
 
