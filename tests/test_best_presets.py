@@ -20,7 +20,7 @@ BUDGETS = {
     "best/mnist-cnn": ("mnist", "raw", "cnn", 20_000),
     "best/fashion-cnn": ("fashion-mnist", "raw", "cnn", 200_000),
 }
-SHIPPED = [p for p in BUDGETS if p in preset_names("best/*")]
+SHIPPED = [p for p in BUDGETS if p in preset_names("best/*")]  # in the suite's order
 
 
 def total_params(name: str) -> int:
