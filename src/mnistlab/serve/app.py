@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -32,19 +32,22 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' data:; style-src 'self'; scri
                "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 # A report is one self-contained file (inline styles, images as data: URLs), shown sandboxed.
 REPORT_POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; sandbox"
-PAGES = {"/": "runs.html", "/compare": "compare.html", "/draw": "draw.html"}
+PAGES = {"/": "runs.js", "/compare": "compare.js", "/draw": "draw.js"}
+# Every page is the same shell (static/page.html) with its own script, which builds the page.
+SHELL = (STATIC / "page.html").read_text(encoding="utf-8")
 
 
-def _page(filename: str):
+def _page(script: str):
+    html = SHELL.replace("{script}", script)
+
     async def handler(request: Request) -> Response:
-        return FileResponse(STATIC / filename, media_type="text/html")
+        return HTMLResponse(html)
 
     return handler
 
 
-async def _run_page(request: Request) -> Response:
-    # the page reads its run name from the URL and asks the API, which looks it up
-    return FileResponse(STATIC / "run.html", media_type="text/html")
+# the run page reads its run name from the URL and asks the API, which looks it up
+_run_page = _page("run.js")
 
 
 async def _report(request: Request) -> Response:
