@@ -62,9 +62,12 @@ def main() -> int:
     env = dict(os.environ, COLUMNS="200")
 
     t0 = time.perf_counter()
-    subprocess.run([*MNISTLAB, "suite", "run", args.suite, "--jobs", str(args.jobs),
-                    "--runs-dir", str(runs_dir)], check=True, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    suite = subprocess.run([*MNISTLAB, "suite", "run", args.suite, "--jobs", str(args.jobs),
+                            "--runs-dir", str(runs_dir)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if suite.returncode != 0:  # e.g. no data found: say why instead of a bare traceback
+        sys.exit(f"suite run {args.suite} failed (exit {suite.returncode}):\n"
+                 f"{suite.stderr[-2000:]}")
     t_suite = time.perf_counter() - t0
     subprocess.run([*MNISTLAB, "report", args.suite, "--runs-dir", str(runs_dir),
                     "-o", str(report_dir)], check=True, env=env, stdout=subprocess.DEVNULL)

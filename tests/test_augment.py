@@ -21,6 +21,7 @@ from mnistlab.training.augment import (
     affine_images,
     augment_images,
     batch_generator,
+    draw_transforms,
     make_augmenter,
 )
 
@@ -46,6 +47,38 @@ def test_a_quarter_turn_and_whole_pixel_shifts_match_numpy():
     edge = affine_images(x, _one(0.0), _one(1.0), _one(0.0), _one(-3 / 28), "nearest").numpy()
     np.testing.assert_allclose(edge[:, :, 25:], np.repeat(x.numpy()[:, :, 27:], 3, axis=2),
                                atol=1e-5)
+
+
+def test_a_flip_alone_is_an_exact_mirror_of_the_chosen_images():
+    x = _images(4)
+    flip = torch.tensor([True, False, True, False])
+    out = affine_images(x, _one(0.0, 4), _one(1.0, 4), _one(0.0, 4), _one(0.0, 4), flip=flip)
+    expect = x.clone()
+    expect[flip] = torch.flip(x[flip], dims=[2])  # left-right: the column index reversed
+    np.testing.assert_allclose(out.numpy(), expect.numpy(), atol=1e-5)
+    # with a shift, the mirror comes last: a flipped image is the mirror of the shifted one
+    both = affine_images(x[:1].repeat(2, 1, 1), _one(0.0, 2), _one(1.0, 2), _one(0.0, 2),
+                         _one(3 / 28, 2),
+                         flip=torch.tensor([True, False]))
+    np.testing.assert_allclose(both[0].numpy(), torch.flip(both[1], dims=[1]).numpy(), atol=1e-5)
+
+
+def test_flip_draws_half_and_leaves_the_other_draws_as_they_were():
+    flipped = draw_transforms(10_000, AugmentationConfig(shift=0.1, flip=True),
+                              batch_generator(0, 1, 2))
+    plain = draw_transforms(10_000, AugmentationConfig(shift=0.1), batch_generator(0, 1, 2))
+    assert "flip" not in plain  # runs made before `flip` existed draw exactly what they drew
+    for key in plain:
+        torch.testing.assert_close(flipped[key], plain[key], rtol=0, atol=0)
+    assert abs(flipped["flip"].double().mean().item() - 0.5) < 0.02
+    x = _images(8)
+    augment = make_augmenter(AugmentationConfig(flip=True), seed=3)
+    assert augment is not None  # a flip alone switches augmentation on
+    out = augment(x, 0, 0)
+    draws = draw_transforms(8, AugmentationConfig(flip=True), batch_generator(3, 0, 0))
+    for image, result, mirrored in zip(x, out, draws["flip"], strict=True):
+        expect = torch.flip(image, dims=[1]) if mirrored else image
+        np.testing.assert_allclose(result.numpy(), expect.numpy(), atol=1e-5)
 
 
 def test_zoom_out_by_two_shrinks_the_image_around_its_centre():
@@ -79,6 +112,8 @@ def test_load_refuses_bad_factors_and_hog_and_records_only_when_on():
         load_experiment("raw/final", ["augmentation.rotation=0.7"])
     with pytest.raises(ConfigError, match=r"augmentation.zoom"):
         load_experiment("raw/final", ["augmentation.zoom=-0.1"])
+    with pytest.raises(ConfigError, match=r"augmentation.flip.*true or false"):
+        load_experiment("raw/final", ["augmentation.flip='yes'"])
     with pytest.raises(ConfigError, match=r"fill_mode.*'reflect'"):
         load_experiment("raw/final", ["augmentation.fill_mode='reflect'"])
     with pytest.raises(ConfigError, match=r"features.kind = \"raw\".*'hog'"):
@@ -145,3 +180,5 @@ def test_summary_shows_the_augmentation(capsys):
     out = capsys.readouterr().out
     assert "Augmentation (training batches only, fill constant): rotation +-18 deg" in out
     assert "zoom x0.9 to x1.1" in out
+    assert main(["summary", "fashion/final", "--set", "augmentation.flip=true"]) == 0
+    assert "left-right flip of half the images" in capsys.readouterr().out

@@ -88,6 +88,7 @@ RULES: dict[str, Rule] = {
     "augmentation.shift": Rule("float", 0.0, 1.0, high_open=True),
     "augmentation.zoom": Rule("float", 0.0, 1.0, high_open=True),
     "augmentation.fill_mode": Rule("choice", choices=("constant", "nearest")),
+    "augmentation.flip": Rule("bool"),
     "training.epochs": Rule("int", 1, 100_000),
     "training.batch_size": Rule("int", 1, 10_000_000),
     "training.seed": Rule("int", 0, 2**32 - 1),

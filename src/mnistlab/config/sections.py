@@ -86,10 +86,11 @@ class AugmentationConfig:
     shift: float = 0.0  # Keras RandomTranslation factor: +-shift x image size, each axis
     zoom: float = 0.0  # Keras RandomZoom factor: scale 1 + U(-zoom, zoom); > 0 zooms out
     fill_mode: str = "constant"  # constant (zeros) | nearest (edge pixels), for what comes in
+    flip: bool = False  # Keras RandomFlip("horizontal"): mirror left-right, half the images
 
     @property
     def active(self) -> bool:
-        return bool(self.rotation or self.shift or self.zoom)
+        return bool(self.rotation or self.shift or self.zoom or self.flip)
 
     def describe(self) -> str:
         """One line for `mnistlab summary`: what each training batch goes through."""
@@ -97,7 +98,8 @@ class AugmentationConfig:
             return "Augmentation: none"
         parts = [f"rotation +-{self.rotation * 360:g} deg" if self.rotation else "",
                  f"shift +-{self.shift:g} x size" if self.shift else "",
-                 f"zoom x{1 - self.zoom:g} to x{1 + self.zoom:g}" if self.zoom else ""]
+                 f"zoom x{1 - self.zoom:g} to x{1 + self.zoom:g}" if self.zoom else "",
+                 "left-right flip of half the images" if self.flip else ""]
         return (f"Augmentation (training batches only, fill {self.fill_mode}): "
                 + ", ".join(p for p in parts if p))
 

@@ -1,5 +1,6 @@
-"""Data augmentation on the fly (`[augmentation]`): random rotation, shift and zoom of each
-training image, as Keras's RandomRotation, RandomTranslation and RandomZoom layers draw them.
+"""Data augmentation on the fly (`[augmentation]`): random rotation, shift, zoom and
+left-right flip of each training image, as Keras's RandomRotation, RandomTranslation,
+RandomZoom and RandomFlip("horizontal") layers draw them.
 
 Why this shape: one affine matrix per image and one `affine_grid` + `grid_sample` per batch
 (bilinear, vectorised over the batch), and the random numbers come from a generator seeded by
@@ -35,19 +36,27 @@ def batch_generator(seed: int, epoch: int, batch: int) -> torch.Generator:
 def draw_transforms(n: int, cfg: AugmentationConfig, gen: torch.Generator
                     ) -> dict[str, torch.Tensor]:
     """Each image's angle (radians), scale and shift (fractions of the image size), uniform
-    within the configured factors: four numbers per image whatever is switched on."""
+    within the configured factors: four numbers per image whatever is switched on; with `flip`
+    a fifth, drawn after them (so runs without it draw what they always drew): mirror when
+    below 0.5, as RandomFlip does."""
     u = torch.rand((n, 4), generator=gen, dtype=torch.float64) * 2 - 1  # U(-1, 1)
-    return {"angle": u[:, 0] * cfg.rotation * 2 * math.pi, "scale": 1 + u[:, 1] * cfg.zoom,
-            "shift_y": u[:, 2] * cfg.shift, "shift_x": u[:, 3] * cfg.shift}
+    drawn = {"angle": u[:, 0] * cfg.rotation * 2 * math.pi, "scale": 1 + u[:, 1] * cfg.zoom,
+             "shift_y": u[:, 2] * cfg.shift, "shift_x": u[:, 3] * cfg.shift}
+    if cfg.flip:
+        drawn["flip"] = torch.rand(n, generator=gen, dtype=torch.float64) < 0.5
+    return drawn
 
 
 def affine_images(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
-                  shift_y: torch.Tensor, shift_x: torch.Tensor, fill_mode: str = "constant"
-                  ) -> torch.Tensor:
+                  shift_y: torch.Tensor, shift_x: torch.Tensor, fill_mode: str = "constant",
+                  flip: torch.Tensor | None = None) -> torch.Tensor:
     """(B, H, W) images, each rotated by `angle` (counter-clockwise as displayed), zoomed out by
-    `scale` (> 1 shrinks the content) and moved by `shift_*` x its size (down, right). In pixels
-    around the centre, input = scale x R(angle) x (output - shift); pixels from outside the
-    image are zeros ('constant') or the nearest edge pixel ('nearest')."""
+    `scale` (> 1 shrinks the content) and moved by `shift_*` x its size (down, right), then
+    mirrored left-right where `flip` is true. In pixels around the centre,
+    input = scale x R(angle) x (M output - shift) with M = diag(-1, 1) for a flipped image
+    (the mirror of the rotated, zoomed and shifted image);
+    pixels from outside the image are zeros ('constant') or the nearest edge pixel
+    ('nearest'). A flip alone lands on pixel centres: it is an exact mirror."""
     n, height, width = x.shape
     half_w, half_h = width / 2, height / 2
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
@@ -58,6 +67,8 @@ def affine_images(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
     theta[:, 1, 0], theta[:, 1, 1] = sin * half_w / half_h, cos
     theta[:, 0, 2] = -(cos * dx - sin * dy) / half_w
     theta[:, 1, 2] = -(sin * dx + cos * dy) / half_h
+    if flip is not None:  # the output x coordinate enters negated: theta's first column flips
+        theta[:, :, 0] *= torch.where(flip, -1.0, 1.0).to(torch.float64)[:, None]
     theta = theta.to(device=x.device, dtype=x.dtype)
     grid = F.affine_grid(theta, [n, 1, height, width], align_corners=False)
     padding = "zeros" if fill_mode == "constant" else "border"
