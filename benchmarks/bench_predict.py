@@ -33,7 +33,7 @@ from PIL import Image
 from mnistlab import load_experiment
 from mnistlab.data.load import load_dataset
 from mnistlab.predict.predictor import load_predictor, predict_files
-from mnistlab.runs.execute import run_experiment
+from mnistlab.rundir.execute import run_experiment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from synthetic_digits import paste_mnist_digits, render_font_digits  # noqa: E402

@@ -69,7 +69,7 @@ def ours_worker(preset: str, epochs: int, threads: int, variant: str = "default"
     from mnistlab.fast.switch import plan_for
     from mnistlab.nn.build import build_model
     from mnistlab.nn.optim import make_optimizer
-    from mnistlab.runs.execute import _tensors, prepare_data
+    from mnistlab.rundir.execute import _tensors, prepare_data
     from mnistlab.training.device import set_threads
     from mnistlab.training.loop import epoch_generator, evaluate, train_one_epoch
     from mnistlab.training.steps import TrainingPlan, autograd_step, chunked_step
@@ -122,7 +122,7 @@ def export_worker(preset: str, npz: str) -> dict:
 
     import mnistlab
     from mnistlab.config.layers import layer_specs
-    from mnistlab.runs.execute import prepare_data
+    from mnistlab.rundir.execute import prepare_data
 
     exp = mnistlab.load_experiment(preset)
     splits, _ = prepare_data(exp)

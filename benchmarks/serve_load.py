@@ -48,7 +48,7 @@ def _free_port() -> int:
 def make_runs(root: Path) -> list[str]:
     """Four small real MNIST runs and one 'training' (status running, by a live process)."""
     from mnistlab import load_experiment, run_experiment
-    from mnistlab.runs.directory import read_history, write_history
+    from mnistlab.rundir.directory import read_history, write_history
 
     names = []
     for i, hidden in enumerate((16, 32, 64, 128)):
@@ -163,7 +163,7 @@ def _train(preset: str, epochs: int, runs_dir: Path) -> float:
                     str(runs_dir), "--set", "output.plots=false"], check=True,
                    stdout=subprocess.DEVNULL)
     newest = max(runs_dir.iterdir(), key=lambda p: p.stat().st_mtime)
-    from mnistlab.runs.directory import read_history
+    from mnistlab.rundir.directory import read_history
 
     return statistics.median(read_history(newest / "history.csv")["seconds"][1:])
 

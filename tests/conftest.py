@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mnistlab.data.idx import idx_bytes
-from mnistlab.runs.directory import read_history
+from mnistlab.rundir.directory import read_history
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The compiled convolution kernel is built once into the checkout's build/ (ignored by git) and

@@ -19,7 +19,7 @@ ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 
 # Bottom to top: a module may import from its own box or from boxes listed before it.
 LAYERS = ["errors", "atomic", "plots", "data", "presets", "config", "features", "nn", "training",
-          "fast", "runs", "experiments", "report", "export", "predict", "notebook", "serve",
+          "fast", "rundir", "experiments", "report", "export", "predict", "notebook", "serve",
           "commands"]
 PRIVATE_TORCH_HOME = "mnistlab.fast.torch_internals"
 

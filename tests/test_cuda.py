@@ -28,8 +28,8 @@ from mnistlab.errors import RunInterrupted
 from mnistlab.fast.switch import accelerate
 from mnistlab.nn.build import build_model
 from mnistlab.predict.predictor import load_predictor, predict_files
-from mnistlab.runs.directory import read_history
-from mnistlab.runs.execute import resume_run, run_experiment
+from mnistlab.rundir.directory import read_history
+from mnistlab.rundir.execute import resume_run, run_experiment
 
 # Read at import, before conftest's per-test isolation: the data the caller pointed at.
 DATA = Path(os.environ.get("MNISTLAB_DATA") or SHARED_DATA)

@@ -18,7 +18,7 @@ from conftest import CtrlCAt
 from mnistlab.commands.main import main
 from mnistlab.config.load import load_experiment
 from mnistlab.errors import DataError, RunError, RunInterrupted
-from mnistlab.runs.directory import list_runs, load_run, safe_name, write_json, write_status
+from mnistlab.rundir.directory import list_runs, load_run, safe_name, write_json, write_status
 
 TINY = ["model.hidden=[8]", "output.plots=false", "data.validation=0.1", "training.epochs=3",
         "training.batch_size=4", "training.seed=7", "training.threads=1"]
@@ -170,7 +170,7 @@ def test_a_checkpoint_with_wrong_tensor_shapes_is_refused_without_touching_statu
         tiny_dataset, tmp_path, capsys):
     import torch
 
-    from mnistlab.runs.execute import resume_run, run_experiment
+    from mnistlab.rundir.execute import resume_run, run_experiment
 
     exp = load_experiment("raw/template", TINY)
     with pytest.raises(RunInterrupted) as info:
@@ -256,7 +256,7 @@ def test_runs_trained_on_a_bigger_machine_are_listed_and_reported_not_refused(
     machine is still listed as complete, and its config still reads for reports and predict."""
     import mnistlab
     from mnistlab.config import memory
-    from mnistlab.runs.directory import load_run
+    from mnistlab.rundir.directory import load_run
 
     exp = mnistlab.load_experiment("raw/template", ["training.epochs=1", "output.plots=false"])
     result = mnistlab.run_experiment(exp, runs_dir=tmp_path / "r", data_dir=tiny_dataset)

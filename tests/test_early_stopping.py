@@ -17,7 +17,7 @@ from mnistlab.config.identity import config_digest, to_toml
 from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.sections import EarlyStoppingConfig
 from mnistlab.errors import ConfigError, RunInterrupted
-from mnistlab.runs.execute import resume_run, run_experiment
+from mnistlab.rundir.execute import resume_run, run_experiment
 from mnistlab.training.early_stopping import EarlyStopping
 
 
@@ -157,7 +157,7 @@ def test_killed_while_writing_outputs_resume_trains_no_further(tiny_dataset, tmp
     """The stop decision is in the last checkpoint: resume goes straight to the outputs."""
     import shutil
 
-    from mnistlab.runs.directory import write_status
+    from mnistlab.rundir.directory import write_status
 
     done = run_experiment(load_experiment("raw/template", [*_tiny(epochs=8), *_STOP]),
                           tmp_path / "runs")

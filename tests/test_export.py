@@ -24,8 +24,8 @@ from mnistlab.errors import ConfigError, RunError, TrainingError
 from mnistlab.export import export_run
 from mnistlab.export import write as export_write
 from mnistlab.predict.predictor import load_predictor, predict_files
-from mnistlab.runs.directory import write_status
-from mnistlab.runs.execute import run_experiment
+from mnistlab.rundir.directory import write_status
+from mnistlab.rundir.execute import run_experiment
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated")
 onnx = pytest.importorskip("onnx")

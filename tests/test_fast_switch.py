@@ -23,7 +23,7 @@ from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.nn import keras_layers
 from mnistlab.nn import modules as keras_modules
 from mnistlab.nn.build import build_model
-from mnistlab.runs.directory import read_history
+from mnistlab.rundir.directory import read_history
 
 PRESETS = ["raw/final", "cnn/final", "fashion/final"]
 

@@ -17,7 +17,7 @@ from mnistlab.config.sections import ModelConfig
 from mnistlab.errors import ConfigError
 from mnistlab.fast.mlp_step import mlp_step_for
 from mnistlab.nn.build import build_model
-from mnistlab.runs.execute import prepare_data, run_experiment
+from mnistlab.rundir.execute import prepare_data, run_experiment
 from mnistlab.training.loop import evaluate
 from mnistlab.training.steps import autograd_step
 

@@ -12,10 +12,10 @@ import tomllib
 
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
-from mnistlab.runs.directory import read_history
-from mnistlab.runs.execute import run_experiment
-from mnistlab.runs.mlflow_export import RUN_ID_TAG, export_runs
-from mnistlab.runs.tracking import flat_params
+from mnistlab.rundir.directory import read_history
+from mnistlab.rundir.execute import run_experiment
+from mnistlab.rundir.mlflow_export import RUN_ID_TAG, export_runs
+from mnistlab.rundir.tracking import flat_params
 
 TINY = ["model.hidden=[16]", "data.validation=0.1", "training.epochs=2", "training.batch_size=8",
         "training.seed=5", "training.threads=1"]

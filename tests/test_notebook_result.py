@@ -25,7 +25,7 @@ from mnistlab.data.load import load_dataset
 from mnistlab.errors import ConfigError, RunError
 from mnistlab.notebook import progress
 from mnistlab.notebook.result import HistoryTable, Metrics, Run
-from mnistlab.runs.directory import read_history, write_status
+from mnistlab.rundir.directory import read_history, write_status
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from mnistlab.data.load import load_dataset
 from mnistlab.errors import RunError
 from mnistlab.predict.imageprep import load_image
 from mnistlab.predict.predictor import Prediction, Predictor, load_predictor, predict_files
-from mnistlab.runs.execute import run_experiment
+from mnistlab.rundir.execute import run_experiment
 
 sys.path.insert(0, str(Path(__file__).parent))
 from synthetic_digits import (  # noqa: E402

@@ -18,7 +18,7 @@ from mnistlab.report.compare import compare
 from mnistlab.report.findings import diagnose, diagnostic_sentences
 from mnistlab.report.verdicts import CONFIGURATIONS, NETWORKS, experiment_tests
 from mnistlab.report.write import build_report, write_report
-from mnistlab.runs.directory import RunInfo, list_runs
+from mnistlab.rundir.directory import RunInfo, list_runs
 
 QUICK = ["data.train_samples=500", "data.test_samples=300", "training.epochs=2"]
 

@@ -20,8 +20,8 @@ from conftest import SHARED_DATA, same_run_result
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
 from mnistlab.errors import ConfigError, RunError, RunInterrupted
-from mnistlab.runs.directory import list_runs, load_run, resolve_run_dir
-from mnistlab.runs.execute import resume_run, run_experiment
+from mnistlab.rundir.directory import list_runs, load_run, resolve_run_dir
+from mnistlab.rundir.execute import resume_run, run_experiment
 
 
 def _tiny(**training) -> list[str]:

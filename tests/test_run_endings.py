@@ -19,9 +19,9 @@ from mnistlab import load_experiment
 from mnistlab.commands.main import main
 from mnistlab.errors import RunInterrupted, RunInUse, Terminated
 from mnistlab.experiments.suite import load_suite, run_suite, suite_experiments
-from mnistlab.runs import execute, outputs
-from mnistlab.runs.directory import LOCK_FILE, list_runs, lock_run_dir
-from mnistlab.runs.execute import resume_run, run_experiment
+from mnistlab.rundir import execute, outputs
+from mnistlab.rundir.directory import LOCK_FILE, list_runs, lock_run_dir
+from mnistlab.rundir.execute import resume_run, run_experiment
 
 
 class _Unhandled(Exception):
@@ -234,7 +234,7 @@ def test_resume_of_a_locked_run_is_refused_before_any_work(tiny_dataset, tmp_pat
 _HOLD = """
 import sys, time
 from pathlib import Path
-from mnistlab.runs.directory import lock_run_dir
+from mnistlab.rundir.directory import lock_run_dir
 with lock_run_dir(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(120)

@@ -16,7 +16,7 @@ from mnistlab.config.identity import config_digest, to_toml
 from mnistlab.config.load import experiment_from_dict
 from mnistlab.config.sections import ScheduleConfig
 from mnistlab.errors import ConfigError, RunInterrupted
-from mnistlab.runs.execute import resume_run, run_experiment
+from mnistlab.rundir.execute import resume_run, run_experiment
 from mnistlab.training.schedules import LearningRateSchedule, onecycle_lr
 
 

@@ -23,8 +23,8 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from mnistlab import load_experiment  # noqa: E402
 from mnistlab.commands.main import main  # noqa: E402
-from mnistlab.runs.directory import load_run, read_history, write_history  # noqa: E402
-from mnistlab.runs.execute import run_experiment  # noqa: E402
+from mnistlab.rundir.directory import load_run, read_history, write_history  # noqa: E402
+from mnistlab.rundir.execute import run_experiment  # noqa: E402
 from mnistlab.serve.app import create_app  # noqa: E402
 
 TINY = ["data.train_samples=300", "data.test_samples=100", "data.validation=0.2",

@@ -27,8 +27,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from mnistlab import load_experiment  # noqa: E402
-from mnistlab.runs.directory import read_history, write_history  # noqa: E402
-from mnistlab.runs.execute import run_experiment  # noqa: E402
+from mnistlab.rundir.directory import read_history, write_history  # noqa: E402
+from mnistlab.rundir.execute import run_experiment  # noqa: E402
 from mnistlab.serve.app import create_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"

@@ -23,8 +23,8 @@ httpx = pytest.importorskip("httpx", reason="httpx is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the `serve` extra (uvicorn) is not installed")
 
 from mnistlab import load_experiment  # noqa: E402
-from mnistlab.runs.directory import read_history, write_history  # noqa: E402
-from mnistlab.runs.execute import run_experiment  # noqa: E402
+from mnistlab.rundir.directory import read_history, write_history  # noqa: E402
+from mnistlab.rundir.execute import run_experiment  # noqa: E402
 from mnistlab.serve.app import create_app  # noqa: E402
 
 CLIENTS, SECONDS = 50, 5.0

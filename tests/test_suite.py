@@ -14,7 +14,7 @@ from mnistlab.experiments.suite import (
     suite_names,
 )
 from mnistlab.presets import preset_names
-from mnistlab.runs.directory import list_runs, write_status
+from mnistlab.rundir.directory import list_runs, write_status
 
 
 def test_shipped_suites_resolve_patterns_to_presets():
@@ -114,7 +114,7 @@ def test_cli_suite_list_and_dry_run(capsys):
 def test_suite_run_refuses_jobs_0_and_a_file_runs_folder_before_anything(tmp_path, capsys,
                                                                           monkeypatch):
     from mnistlab.config.identity import to_toml
-    from mnistlab.runs import execute
+    from mnistlab.rundir import execute
 
     path = _suite_file(tmp_path, 'experiments = ["raw/template"]')
     quick = ["--set", "training.epochs=1", "--set", "data.train_samples=60"]

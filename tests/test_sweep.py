@@ -408,7 +408,7 @@ def test_ctrl_c_marks_the_running_point_interrupted(tiny_dataset, tmp_path, monk
     import signal
 
     from mnistlab.errors import RunInterrupted
-    from mnistlab.runs import execute
+    from mnistlab.rundir import execute
 
     path = tiny_sweep(tmp_path, '"model.hidden" = [[8], [12], [16]]', "seeds = 1")
     real_fit, calls = execute.fit, []
@@ -439,7 +439,7 @@ def test_ctrl_c_marks_the_running_point_interrupted(tiny_dataset, tmp_path, monk
 
 def test_sweep_table_ranks_by_last_epoch_validation_accuracy(tiny_dataset, tmp_path):
     from mnistlab.experiments.sweep_table import TABLE_COLUMNS, table_rows
-    from mnistlab.runs.directory import read_history
+    from mnistlab.rundir.directory import read_history
 
     path = tiny_sweep(tmp_path, '"model.hidden" = [[4], [16]]\n"data.validation" = [0.2, "test"]')
     assert main(["sweep", "run", str(path), "--jobs", "1", "--quiet"]) == 0

@@ -16,9 +16,9 @@ from PIL import Image
 from mnistlab import load_experiment
 from mnistlab.commands.main import main
 from mnistlab.errors import ConfigError, RunInterrupted
-from mnistlab.runs.directory import read_history
-from mnistlab.runs.execute import resume_run, run_experiment
-from mnistlab.runs.tensorboard import SCALAR_TAGS, TB_DIR, EventLog, written_events
+from mnistlab.rundir.directory import read_history
+from mnistlab.rundir.execute import resume_run, run_experiment
+from mnistlab.rundir.tensorboard import SCALAR_TAGS, TB_DIR, EventLog, written_events
 
 pytest.importorskip("tensorboardX")
 tbparse = pytest.importorskip("tbparse")

@@ -45,7 +45,7 @@ def __getattr__(name: str):
 
         return load_dataset
     if name == "list_runs":
-        from mnistlab.runs.directory import list_runs
+        from mnistlab.rundir.directory import list_runs
 
         return list_runs
     raise AttributeError(f"module 'mnistlab' has no attribute {name!r}")

@@ -50,7 +50,7 @@ def add_fast_arg(p: argparse.ArgumentParser) -> None:
 
 
 def add_tensorboard_arg(p: argparse.ArgumentParser) -> None:
-    """`--tensorboard`, for the commands that train runs (see `mnistlab.runs.tensorboard`)."""
+    """`--tensorboard`, for the commands that train runs (see `mnistlab.rundir.tensorboard`)."""
     p.add_argument("--tensorboard", action="store_true",
                    help="also write TensorBoard event files into each run's tensorboard/ "
                         "(as output.tensorboard = true; needs mnistlab[tensorboard])")

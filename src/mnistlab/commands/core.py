@@ -79,7 +79,7 @@ def run_args(p: argparse.ArgumentParser) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from mnistlab.commands.progress import RichReporter
     from mnistlab.report.compare import test_validation_warning
-    from mnistlab.runs.execute import run_experiment
+    from mnistlab.rundir.execute import run_experiment
 
     with notices("run"):
         exp = experiment_from_args(args)
@@ -112,8 +112,8 @@ def resume_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from mnistlab.commands.progress import RichReporter
-    from mnistlab.runs.directory import resolve_run_dir
-    from mnistlab.runs.execute import resume_run
+    from mnistlab.rundir.directory import resolve_run_dir
+    from mnistlab.rundir.execute import resume_run
 
     run_dir = resolve_run_dir(args.run, args.runs_dir)
     try:
@@ -210,7 +210,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from mnistlab.errors import RunError
-    from mnistlab.runs.directory import list_runs, runs_root
+    from mnistlab.rundir.directory import list_runs, runs_root
 
     root = runs_root(args.runs_dir)
     infos = list_runs(root)  # RunError when root is a file or cannot be listed

@@ -31,7 +31,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab.predict.exported import EXPORTED_SUFFIXES
     from mnistlab.predict.imageprep import MAX_PIXELS
     from mnistlab.predict.predictor import predict_files, save_seen_frames, write_predictions_csv
-    from mnistlab.runs.directory import resolve_run_dir
+    from mnistlab.rundir.directory import resolve_run_dir
 
     if args.top < 1:
         raise ConfigError(f"--top must be an int >= 1; got {args.top}")

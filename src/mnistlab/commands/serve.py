@@ -45,7 +45,7 @@ def serve_url(host: str, port: int) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab.errors import ConfigError, MnistlabError
-    from mnistlab.runs.directory import runs_root
+    from mnistlab.rundir.directory import runs_root
 
     try:
         import uvicorn

@@ -43,7 +43,7 @@ def _selected(args: argparse.Namespace) -> tuple[list[Path], int]:
     """The runs named, or every finished (complete or damaged) run in the runs folder, and how
     many unfinished ones that left out."""
     from mnistlab.errors import RunError
-    from mnistlab.runs.directory import list_runs, resolve_run_dir, runs_root
+    from mnistlab.rundir.directory import list_runs, resolve_run_dir, runs_root
 
     runs_dir = getattr(args, "runs_dir", None)
     if args.runs:
@@ -64,7 +64,7 @@ def _left_out(command: str, count: int) -> None:
 
 def cmd_runs_tensorboard(args: argparse.Namespace) -> int:
     from mnistlab.errors import MnistlabError
-    from mnistlab.runs.tensorboard import TB_DIR, require_tensorboard, write_run_events
+    from mnistlab.rundir.tensorboard import TB_DIR, require_tensorboard, write_run_events
 
     require_tensorboard()
     runs, left_out = _selected(args)
@@ -85,7 +85,7 @@ def cmd_runs_tensorboard(args: argparse.Namespace) -> int:
 
 
 def cmd_runs_export(args: argparse.Namespace) -> int:
-    from mnistlab.runs.mlflow_export import export_runs, require_mlflow
+    from mnistlab.rundir.mlflow_export import export_runs, require_mlflow
 
     require_mlflow()
     runs, left_out = _selected(args)

@@ -26,7 +26,7 @@ from mnistlab.config.sections import Experiment
 from mnistlab.errors import ConfigError, MnistlabError, RunError, RunInterrupted
 from mnistlab.experiments.cluster import run_on_dask
 from mnistlab.experiments.remote import move_into, one_line, run_remote, write_run_files
-from mnistlab.runs.directory import read_status, runs_root
+from mnistlab.rundir.directory import read_status, runs_root
 
 __all__ = ["JobOutcome", "find_complete_run", "complete_runs_by_digest", "check_runs_target",
            "run_jobs", "run_remote", "write_run_files", "cluster_address"]
@@ -111,7 +111,7 @@ def _run_here(exp: Experiment, root: Path, data_dir) -> JobOutcome:
     A Ctrl-C still moves the run into place; the KeyboardInterrupt is raised again with
     `run_dir` set to where the run now is, so the caller can record it and `resume` finds it.
     """
-    from mnistlab.runs.execute import run_experiment
+    from mnistlab.rundir.execute import run_experiment
 
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".job-", dir=root))

@@ -58,7 +58,7 @@ def run_remote(exp: Experiment, data_dir: str | None = None, index: int = 0) -> 
     try:
         ok, error = True, None
         try:
-            from mnistlab.runs.execute import (
+            from mnistlab.rundir.execute import (
                 run_experiment,  # inside: a broken install is a failed job
             )
 

@@ -161,8 +161,8 @@ def _resume_interrupted(experiments: list[Experiment], runs_dir, data_dir, on_ev
     from mnistlab.config.load import experiment_from_dict
     from mnistlab.errors import MnistlabError, RunInUse
     from mnistlab.experiments.executor import JobOutcome, find_complete_run
-    from mnistlab.runs.directory import list_runs, runs_root
-    from mnistlab.runs.execute import resume_run
+    from mnistlab.rundir.directory import list_runs, runs_root
+    from mnistlab.rundir.execute import resume_run
 
     root = runs_root(runs_dir)
     wanted = {config_digest(e): i for i, e in enumerate(experiments)}

@@ -47,7 +47,7 @@ from mnistlab.experiments.executor import (
     run_jobs,
 )
 from mnistlab.experiments.sweep_manifest import append_outcome, write_manifest
-from mnistlab.runs.directory import runs_root, safe_name
+from mnistlab.rundir.directory import runs_root, safe_name
 
 __all__ = ["Sweep", "SweepPoint", "load_sweep", "sweep_points", "sweep_size", "check_size",
            "run_sweep", "sweep_dir", "SWEEP_KEYS", "MAX_POINTS"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.errors import RunError
-from mnistlab.runs.directory import write_json
+from mnistlab.rundir.directory import write_json
 
 __all__ = ["MANIFEST", "OUTCOMES", "write_manifest", "append_outcome", "read_manifest"]
 

@@ -18,7 +18,7 @@ from mnistlab.errors import ConfigError
 from mnistlab.experiments.executor import complete_runs_by_digest
 from mnistlab.experiments.sweep import load_sweep, sweep_dir, sweep_points
 from mnistlab.experiments.sweep_manifest import read_manifest
-from mnistlab.runs.directory import read_history, runs_root
+from mnistlab.rundir.directory import read_history, runs_root
 
 __all__ = ["PointResult", "sweep_results", "is_sweep", "sweep_run_dirs", "value_label"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from mnistlab.atomic import atomic_write_text
 from mnistlab.experiments.sweep_results import PointResult, value_label
-from mnistlab.runs.directory import safe_name
+from mnistlab.rundir.directory import safe_name
 
 __all__ = ["ranked", "table_rows", "results_csv", "axis_figure", "write_sweep_outputs",
            "TABLE_COLUMNS"]

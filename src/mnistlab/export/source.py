@@ -15,7 +15,7 @@ from mnistlab.data.registry import get_dataset
 from mnistlab.errors import RunError
 from mnistlab.export.contract import InputContract
 from mnistlab.nn.build import build_model
-from mnistlab.runs.directory import load_run, resolve_run_dir
+from mnistlab.rundir.directory import load_run, resolve_run_dir
 
 __all__ = ["RunModel", "load_run_model", "ProbabilityModel"]
 

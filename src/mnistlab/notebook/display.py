@@ -15,7 +15,7 @@ from typing import Any
 from mnistlab.report.document import Block, Bullets, Code, Heading, Image, Panel, Para, Table
 from mnistlab.report.figures import accuracy_png, confusion_png, loss_png
 from mnistlab.report.html import render_fragment
-from mnistlab.runs.directory import RunInfo
+from mnistlab.rundir.directory import RunInfo
 
 __all__ = ["run_html", "history_html", "metrics_html", "metrics_rows"]
 

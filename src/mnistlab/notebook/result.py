@@ -25,7 +25,7 @@ from mnistlab.notebook.display import history_html, metrics_html, run_html
 from mnistlab.notebook.images import Predictions, predict_images
 from mnistlab.notebook.progress import default_reporter
 from mnistlab.predict.predictor import Predictor, load_predictor
-from mnistlab.runs import directory, execute
+from mnistlab.rundir import directory, execute
 
 __all__ = ["Run", "HistoryTable", "Metrics", "run_experiment", "resume_run", "load_run"]
 

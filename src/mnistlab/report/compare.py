@@ -22,7 +22,7 @@ import numpy as np
 
 from mnistlab.errors import RunError
 from mnistlab.report.stats import Summary, summarize
-from mnistlab.runs.directory import RunInfo, list_runs, load_run, runs_root
+from mnistlab.rundir.directory import RunInfo, list_runs, load_run, runs_root
 
 __all__ = ["Group", "Comparison", "collect_runs", "group_runs", "experiment_of",
            "config_differences", "compare", "EXPERIMENTS", "REQUIRED_METRICS",

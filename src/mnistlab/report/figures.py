@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mnistlab.report.document import figure_png
-from mnistlab.runs.directory import RunInfo
+from mnistlab.rundir.directory import RunInfo
 
 __all__ = ["PNG_MAGIC", "run_png", "loss_png", "accuracy_png", "confusion_png"]
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from mnistlab.report.compare import Comparison, Group
 from mnistlab.report.verdicts import CONFIGURATIONS, MIN_SEEDS, NETWORKS, experiment_tests
-from mnistlab.runs.directory import RunInfo
-from mnistlab.runs.metrics import confused_pairs
+from mnistlab.rundir.directory import RunInfo
+from mnistlab.rundir.metrics import confused_pairs
 
 __all__ = ["Diagnostics", "diagnose", "diagnostic_sentences", "pairs_text", "has_dropout",
            "experiment_tests", "experiment_paragraph", "pooled_confused_pairs"]

@@ -24,7 +24,7 @@ from mnistlab.report.stats import (
     paired_test,
     welch_test,
 )
-from mnistlab.runs.directory import RunInfo
+from mnistlab.rundir.directory import RunInfo
 
 __all__ = ["Verdict", "network_test", "config_test", "experiment_tests", "MIN_SEEDS",
            "NETWORKS", "CONFIGURATIONS", "QUESTIONS"]

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from mnistlab.errors import MnistlabError
-from mnistlab.runs.directory import RunInfo, read_status
+from mnistlab.rundir.directory import RunInfo, read_status
 from mnistlab.serve.cache import AnswerCache, json_safe
 from mnistlab.serve.details import progress, run_detail
 from mnistlab.serve.draw import MAX_BODY_BYTES, PredictorCache, decode_data_url, predict_image

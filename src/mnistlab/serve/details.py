@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mnistlab.runs.directory import RunInfo, read_status
+from mnistlab.rundir.directory import RunInfo, read_status
 from mnistlab.serve.index import run_file, run_row
 
 __all__ = ["run_detail", "progress", "layer_summary"]

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.errors import MnistlabError
-from mnistlab.runs.directory import RunInfo
+from mnistlab.rundir.directory import RunInfo
 from mnistlab.serve.examples import png_data_url
 from mnistlab.serve.index import run_file
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import MnistlabError
-from mnistlab.runs.directory import RunInfo
+from mnistlab.rundir.directory import RunInfo
 from mnistlab.serve.index import run_file
 
 __all__ = ["cell_examples", "png_data_url", "MAX_EXAMPLES", "ExampleError", "TestImages"]

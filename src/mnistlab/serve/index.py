@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnistlab.runs.directory import RunInfo, load_run
+from mnistlab.rundir.directory import RunInfo, load_run
 
 __all__ = ["RunIndex", "run_row", "run_file", "WATCHED_FILES"]
 

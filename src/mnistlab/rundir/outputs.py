@@ -20,8 +20,8 @@ from mnistlab.config.sections import Experiment
 from mnistlab.data.load import Splits
 from mnistlab.data.registry import DatasetSpec
 from mnistlab.nn.summary import count_parameters
-from mnistlab.runs.directory import write_history, write_json
-from mnistlab.runs.metrics import classification_scores
+from mnistlab.rundir.directory import write_history, write_json
+from mnistlab.rundir.metrics import classification_scores
 from mnistlab.training.loop import EvalResult, History
 
 __all__ = ["run_metrics", "write_outputs", "versions"]

@@ -39,7 +39,7 @@ from mnistlab.fast.switch import fast_enabled, plan_for
 from mnistlab.features.extract import extract_features
 from mnistlab.nn.build import build_model
 from mnistlab.nn.optim import make_optimizer
-from mnistlab.runs.directory import (
+from mnistlab.rundir.directory import (
     create_run_dir,
     lock_run_dir,
     read_status,
@@ -47,9 +47,9 @@ from mnistlab.runs.directory import (
     write_history,
     write_status,
 )
-from mnistlab.runs.outputs import run_metrics, write_outputs
-from mnistlab.runs.summary_file import summary_file_text, weights_outcome
-from mnistlab.runs.tensorboard import EventLog, require_tensorboard
+from mnistlab.rundir.outputs import run_metrics, write_outputs
+from mnistlab.rundir.summary_file import summary_file_text, weights_outcome
+from mnistlab.rundir.tensorboard import EventLog, require_tensorboard
 from mnistlab.training.augment import augmented_plan, make_augmenter
 from mnistlab.training.checkpoint import (
     CheckpointMismatch,
@@ -113,7 +113,7 @@ def run_experiment(exp: Experiment, runs_dir: str | Path | None = None,
 
     The run's config.toml records `training.fast` as it applies (false when `MNISTLAB_FAST=0`
     switched the speed-ups off), and metrics.json lists what they changed. With
-    `output.tensorboard` the run also writes TensorBoard event files (`runs.tensorboard`).
+    `output.tensorboard` the run also writes TensorBoard event files (`rundir.tensorboard`).
     """
     if exp.output.tensorboard:
         require_tensorboard()

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mnistlab.errors import MnistlabError, RunError
-from mnistlab.runs.tracking import TEST_METRICS, flat_params, require_extra
+from mnistlab.rundir.tracking import TEST_METRICS, flat_params, require_extra
 
 __all__ = ["ExportOutcome", "RUN_ID_TAG", "export_runs", "export_run", "require_mlflow"]
 
@@ -94,7 +94,7 @@ def _experiment_id(client: Any, name: str, artifact_location: str | None) -> str
 
 def export_run(client: Any, experiment_id: str, run_dir: Path) -> ExportOutcome:
     """One complete run into the experiment (see the module docstring for what is logged)."""
-    from mnistlab.runs.directory import load_run
+    from mnistlab.rundir.directory import load_run
 
     info = load_run(run_dir)
     if info.status != "complete" or not info.config or not info.metrics or not info.history:

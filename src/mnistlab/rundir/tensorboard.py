@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import RunError
-from mnistlab.runs.tracking import TEST_METRICS, flat_params, require_extra
+from mnistlab.rundir.tracking import TEST_METRICS, flat_params, require_extra
 
 __all__ = ["TB_DIR", "SCALAR_TAGS", "EventLog", "require_tensorboard", "written_events",
            "has_events", "write_run_events"]
@@ -176,7 +176,7 @@ def write_run_events(run_dir: str | Path) -> bool:
 
     Raises RunError for a run that is not complete or is damaged.
     """
-    from mnistlab.runs.directory import load_run
+    from mnistlab.rundir.directory import load_run
 
     info = load_run(run_dir)
     if info.status != "complete" or not info.config or not info.history or not info.metrics:
