@@ -48,12 +48,12 @@ def per_run(runs_dir: Path) -> list[dict]:
                      "epochs": status.get("epochs_done"), "wall_s": wall, "train_s": train,
                      "s_per_epoch": metrics.get("seconds_per_epoch"),
                      "other_s": wall - train,
-                     "gflop": arithmetic(run_dir, int(status.get("epochs_done") or 0))
+                     "gflop": arithmetic(run_dir, metrics, int(status.get("epochs_done") or 0))
                      if metrics else float("nan")})
     return rows
 
 
-def arithmetic(run_dir: Path, epochs: int) -> float:
+def arithmetic(run_dir: Path, metrics: dict, epochs: int) -> float:
     """GFLOP the run's epochs did: training 3 x 2 x multiply-adds per image (forward, and the
     backward's two products), validation 2 x multiply-adds per image, from the same layer
     arithmetic `mnistlab summary` prints. Pooling, activations, loss and optimiser are left out:
@@ -62,7 +62,6 @@ def arithmetic(run_dir: Path, epochs: int) -> float:
     from mnistlab.nn.summary import describe_layers
 
     exp = load_experiment(run_dir / "config.toml")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
     macs = sum(layer.mult_adds for layer in describe_layers(
         exp.model, tuple(metrics["input_shape"])))
     total = exp.data.train_samples or 60_000
