@@ -127,3 +127,64 @@ def test_local_dask_cluster_runs_every_job(shared_data, tmp_path):
         assert o.metrics["seed"] == exp.training.seed
         assert o.metrics["threads"] == max(1, usable_cores() // 2)
     assert len(list((tmp_path / "runs").iterdir())) == 3
+
+
+def test_estimated_work_follows_the_layer_arithmetic():
+    """The lab's slowest runs (Fashion CNNs, 50-100 epochs) rank above its quick MLPs, and the
+    figure is the summary's multiply-adds x (3 x training + validation images) x epochs."""
+    from mnistlab.config.geometry import feature_shape
+    from mnistlab.experiments.cost import estimated_work
+    from mnistlab.nn.summary import describe_layers
+
+    exp = load_experiment("raw/template")
+    macs = sum(i.mult_adds for i in describe_layers(exp.model, feature_shape(exp.features)))
+    assert exp.data.validation == "test"
+    assert estimated_work(exp) == exp.training.epochs * macs * (3 * 60_000 + 10_000)
+    held = load_experiment("raw/template", ["data.validation=0.1", "data.train_samples=1000"])
+    assert estimated_work(held) == exp.training.epochs * macs * (3 * 900 + 100)
+    ranked = sorted(["raw/template", "hog/final", "fashion/run3-conv64", "cnn/final"],
+                    key=lambda n: -estimated_work(load_experiment(n)))
+    assert ranked[0] == "fashion/run3-conv64" and ranked[-1] != "cnn/final"
+
+
+def test_dask_runs_are_submitted_longest_first(monkeypatch):
+    """LPT: the largest run is submitted first with the highest Dask priority, so with N workers
+    the last minutes are short runs side by side, not one long run beside idle cores."""
+    from mnistlab.experiments import cluster
+
+    class Done:
+        def __init__(self, i):
+            self.i = i
+
+        def done(self):
+            return True
+
+        def result(self):
+            return {"index": self.i}
+
+    submitted = []
+
+    class FakeClient:
+        def subscribe_topic(self, topic, handler):
+            pass
+
+        def submit(self, fn, exp, data_arg, i, key, retries, pure, priority):
+            submitted.append((i, priority))
+            return Done(i)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(cluster, "_connect", lambda address, jobs: (FakeClient(), None, 1))
+    exps = [load_experiment(n) for n in ["raw/template", "fashion/run3-conv64", "hog/final",
+                                         "cnn/final"]]
+    results = {}
+    cluster.run_on_dask(exps, [0, 1, 2, 3], None, 2, None, lambda i, w: None,
+                        lambda i, r: results.__setitem__(i, r), lambda idx: None)
+    order = [i for i, _ in submitted]
+    assert order[0] == 1 and sorted(order) == [0, 1, 2, 3]
+    assert [p for _, p in submitted] == [4, 3, 2, 1]
+    from mnistlab.experiments.cost import estimated_work
+    work = [estimated_work(exps[i]) for i in order]
+    assert work == sorted(work, reverse=True)
+    assert results == {i: {"index": i} for i in range(4)}

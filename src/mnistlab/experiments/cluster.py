@@ -1,6 +1,8 @@
 """Running experiments on Dask: a local cluster of single-task worker processes (`--jobs N`)
 or an existing scheduler (`--cluster ADDRESS`). A worker that dies mid-task costs only that task:
 the scheduler reschedules it on another worker (up to `distributed.scheduler.allowed-failures`).
+Runs are submitted longest first (`cost.longest_first`, with matching Dask priorities), so the
+last minutes are short runs side by side rather than one long run beside idle cores.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from mnistlab.config.identity import config_digest
 from mnistlab.config.sections import Experiment
 from mnistlab.errors import RunError
+from mnistlab.experiments.cost import longest_first
 from mnistlab.experiments.remote import EVENT_TOPIC, run_remote
 from mnistlab.training.device import usable_cores
 
@@ -62,14 +65,16 @@ def run_on_dask(experiments: list[Experiment], todo: list[int], data_dir, jobs: 
     try:
         client.subscribe_topic(EVENT_TOPIC, announced)
         pending = {}
-        for i in todo:
+        order = longest_first(experiments, todo)
+        for rank, i in enumerate(order):
             exp = experiments[i]
             if threads is not None and exp.training.threads == 0:
                 exp = dataclasses.replace(
                     exp, training=dataclasses.replace(exp.training, threads=threads))
             pending[i] = client.submit(run_remote, exp, data_arg, i, key=f"mnistlab-{i}-"
                                        f"{config_digest(exp)}-{uuid.uuid4().hex[:6]}",
-                                       retries=TASK_RETRIES, pure=False)
+                                       retries=TASK_RETRIES, pure=False,
+                                       priority=len(order) - rank)
         while pending:
             while not started.empty():
                 msg = started.get()
