@@ -48,29 +48,20 @@ def per_run(runs_dir: Path) -> list[dict]:
                      "epochs": status.get("epochs_done"), "wall_s": wall, "train_s": train,
                      "s_per_epoch": metrics.get("seconds_per_epoch"),
                      "other_s": wall - train,
-                     "gflop": arithmetic(run_dir, metrics, int(status.get("epochs_done") or 0))
+                     "gflop": arithmetic(run_dir, int(status.get("epochs_done") or 0))
                      if metrics else float("nan")})
     return rows
 
 
-def arithmetic(run_dir: Path, metrics: dict, epochs: int) -> float:
+def arithmetic(run_dir: Path, epochs: int) -> float:
     """GFLOP the run's epochs did: training 3 x 2 x multiply-adds per image (forward, and the
     backward's two products), validation 2 x multiply-adds per image, from the same layer
     arithmetic `mnistlab summary` prints. Pooling, activations, loss and optimiser are left out:
     a lower bound on the work."""
     from mnistlab.config.load import load_experiment
-    from mnistlab.nn.summary import describe_layers
+    from mnistlab.experiments.cost import work_per_epoch
 
-    exp = load_experiment(run_dir / "config.toml")
-    macs = sum(layer.mult_adds for layer in describe_layers(
-        exp.model, tuple(metrics["input_shape"])))
-    total = exp.data.train_samples or 60_000
-    if exp.data.validation == "test":
-        n_train, n_val = total, exp.data.test_samples or 10_000
-    else:
-        n_val = round(total * float(exp.data.validation))
-        n_train = total - n_val
-    return epochs * (6 * macs * n_train + 2 * macs * n_val) / 1e9
+    return epochs * 2 * work_per_epoch(load_experiment(run_dir / "config.toml")) / 1e9
 
 
 def print_table(runs_dir: Path) -> int:

@@ -14,13 +14,18 @@ from mnistlab.config.geometry import feature_shape
 from mnistlab.config.sections import Experiment
 from mnistlab.nn.summary import describe_layers
 
-__all__ = ["estimated_work", "longest_first"]
+__all__ = ["work_per_epoch", "estimated_work", "longest_first"]
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 
 
 def estimated_work(exp: Experiment) -> float:
     """Multiply-adds the run's epochs do in its layers (forward and backward, validation)."""
+    return float(exp.training.epochs) * work_per_epoch(exp)
+
+
+def work_per_epoch(exp: Experiment) -> float:
+    """Multiply-adds of one epoch: 3 products per training image, 1 per validation image."""
     mult_adds = sum(layer.mult_adds for layer in describe_layers(
         exp.model, feature_shape(exp.features)))
     total = exp.data.train_samples or TRAIN_IMAGES
@@ -29,7 +34,7 @@ def estimated_work(exp: Experiment) -> float:
     else:
         n_val = round(total * float(exp.data.validation))
         n_train = total - n_val
-    return float(exp.training.epochs) * mult_adds * (3 * n_train + n_val)
+    return float(mult_adds * (3 * n_train + n_val))
 
 
 def longest_first(experiments: list[Experiment], todo: list[int]) -> list[int]:
