@@ -18,7 +18,8 @@ def suite_args(p: argparse.ArgumentParser) -> None:
     run.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
                      help="multiply every preset's epochs by F (at least 1 epoch); default 1")
     run.add_argument("--jobs", type=int, default=1, help="trainings at once on this machine, "
-                     "splitting the cores between them; default 1")
+                     "splitting the cores between them, longest first; default 1 (on 2 cores "
+                     "the fastest: one training already uses both)")
     run.add_argument("--cluster", help="Dask scheduler address (default $MNISTLAB_DASK)")
     add_fast_arg(run)
     add_tensorboard_arg(run)

@@ -17,7 +17,7 @@ def sweep_args(p: argparse.ArgumentParser) -> None:
                        "complete (same config and seed) are skipped, failures are recorded.")
     r.add_argument("sweep", help="sweep .toml file")
     r.add_argument("--jobs", type=int, help="trainings at once on this machine, each with "
-                   "cores // jobs threads (default: cores // 2, at least 1)")
+                   "cores // jobs threads, longest first (default: cores // 2, at least 1)")
     r.add_argument("--cluster", metavar="ADDRESS", help="submit to this Dask scheduler, e.g. "
                    "tcp://host:8786 (default: $MNISTLAB_DASK; unset = this machine)")
     r.add_argument("--dry-run", action="store_true", help="validate and list the points only")
