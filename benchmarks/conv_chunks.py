@@ -10,31 +10,31 @@ forward + both backward products (input and weight gradients) on channels-last b
 Time on a quiet machine.
 """
 
+# ruff: noqa: I001  (mnistlab is imported before torch on purpose)
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
+import mnistlab  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads, as training)
 import torch
+from timing import median_seconds
 
 SHAPES = [(9, 9, 5, 14), (18, 18, 5, 14), (18, 32, 3, 7)]  # c_in, c_out, kernel, side
 CHUNKS = [256, 1024, 4096]
 
 
 def per_image_us(c_in: int, c_out: int, k: int, side: int, n: int, reps: int) -> float:
+    torch.manual_seed(0)
     conv = torch.nn.Conv2d(c_in, c_out, k, padding="same").to(memory_format=torch.channels_last)
     x = torch.randn(n, c_in, side, side).to(memory_format=torch.channels_last).requires_grad_()
     grad = torch.randn(n, c_out, side, side).to(memory_format=torch.channels_last)
-    times = []
-    for rep in range(reps + 2):  # two warm-up rounds create oneDNN's primitives
-        t0 = time.perf_counter()
-        conv(x).backward(grad)
-        if rep >= 2:
-            times.append(time.perf_counter() - t0)
+
+    def step() -> None:  # fresh gradients each call: no accumulation into the last ones
         x.grad = None
-        conv.zero_grad()
-    return statistics.median(times) / n * 1e6
+        conv.zero_grad(set_to_none=True)
+        conv(x).backward(grad)
+
+    return median_seconds(step, reps) / n * 1e6  # two warm-ups create oneDNN's primitives
 
 
 def main() -> int:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from mnistlab.config.geometry import feature_shape
 from mnistlab.config.sections import Experiment
+from mnistlab.data.registry import get_dataset
 from mnistlab.nn.summary import describe_layers
 
 __all__ = ["work_per_epoch", "estimated_work", "longest_first"]
-
-TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 
 
 def estimated_work(exp: Experiment) -> float:
@@ -26,13 +25,14 @@ def estimated_work(exp: Experiment) -> float:
 
 def work_per_epoch(exp: Experiment) -> float:
     """Multiply-adds of one epoch: 3 products per training image, 1 per validation image."""
+    spec = get_dataset(exp.data.dataset)  # the registry's split sizes, as the loader has them
     mult_adds = sum(layer.mult_adds for layer in describe_layers(
-        exp.model, feature_shape(exp.features)))
-    total = exp.data.train_samples or TRAIN_IMAGES
+        exp.model, feature_shape(exp.features), len(spec.class_names)))
+    total = exp.data.train_samples or spec.n_items("train")
     if exp.data.validation == "test":
-        n_train, n_val = total, exp.data.test_samples or TEST_IMAGES
+        n_train, n_val = total, exp.data.test_samples or spec.n_items("test")
     else:
-        n_val = round(total * float(exp.data.validation))
+        n_val = round(total * float(exp.data.validation))  # as data.load.make_splits
         n_train = total - n_val
     return float(mult_adds * (3 * n_train + n_val))
 
