@@ -15,12 +15,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.config.sections import ModelConfig, OptimizerConfig
-from mnistlab.fast import native
+from mnistlab.fast import native, small_conv
 from mnistlab.fast.chunking import FUSED_CNN_CHUNK_SIZE, preferred_chunk_size
 from mnistlab.fast.dense import DenseOverCHW
 from mnistlab.fast.fused_conv import ConvReluPool
 from mnistlab.fast.native import NativeKernelWarning, native_kernel
 from mnistlab.fast.rewrite import Conv2dNHWC, rewrite_for_cpu
+from mnistlab.fast.small_conv import SmallConv2d
 from mnistlab.nn.build import build_model
 from mnistlab.nn.optim import make_optimizer
 from mnistlab.training.loop import train_one_epoch
@@ -172,9 +173,12 @@ def test_cnns_with_other_activations_equal_the_stock_model(kernel, activation):
         torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
 
 
-def test_fusion_leaves_other_layers_alone():
+def test_fusion_leaves_other_layers_alone(monkeypatch):
+    monkeypatch.setattr(small_conv, "wide_vectors", lambda: True)  # as on AVX-512 machines
     three = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-    assert type(rewrite_for_cpu(three)[0]) is Conv2dNHWC  # three input channels: not fused
+    assert type(rewrite_for_cpu(three)[0]) is SmallConv2d  # three input channels: not fused
+    wide = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+    assert type(rewrite_for_cpu(wide)[0]) is Conv2dNHWC  # too many channels for SmallConv2d
     strided = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2))
     assert type(rewrite_for_cpu(strided)[0]) is nn.Conv2d
 

@@ -33,6 +33,7 @@ from torch import nn
 
 from mnistlab.fast.native import native_kernel
 from mnistlab.fast.pooling import MaxPool2x2
+from mnistlab.fast.small_conv import SmallConv2d
 
 __all__ = ["ConvReluPool", "uses_native_kernels", "KERNEL_SIZES"]
 
@@ -114,4 +115,4 @@ class ConvReluPool(nn.Conv2d):
 
 def uses_native_kernels(model: nn.Module) -> bool:
     """Whether `model` has layers that run on mnistlab's compiled kernels when they can."""
-    return any(isinstance(m, ConvReluPool | MaxPool2x2) for m in model.modules())
+    return any(isinstance(m, ConvReluPool | MaxPool2x2 | SmallConv2d) for m in model.modules())

@@ -1,9 +1,9 @@
 """mnistlab's compiled CPU kernels (csrc/*.cpp), built on first use and loaded once per process.
 
-Why compiled: the lab's CNNs spend most of their time in layers with 1-16 channels, where
-PyTorch's stock kernels make several memory passes per layer (fast.fused_conv,
-fast.pooling say which). The sources are compiled with PyTorch's C++
-extension builder (a C++ compiler and ninja, a dependency) with -march=native into
+Why compiled: the lab's CNNs spend most of their time in layers with 1-18 channels, where
+PyTorch's stock kernels make several memory passes per layer or half fill their vectors
+(fast.fused_conv, fast.pooling, fast.small_conv say which). The sources are compiled with
+PyTorch's C++ extension builder (a C++ compiler and ninja, a dependency) with -march=native into
 `$MNISTLAB_KERNELS` (default `~/.cache/mnistlab/kernels`), once per machine, source version and
 PyTorch version; concurrent processes wait for one build. Without a compiler, or with
 `MNISTLAB_NATIVE=0`, `native_kernel()` returns None, after one `NativeKernelWarning`, and every
@@ -25,7 +25,7 @@ import torch
 __all__ = ["NativeKernelWarning", "native_kernel", "kernel_is_built", "kernels_dir"]
 
 _SOURCES = tuple(Path(__file__).with_name("csrc") / name
-                 for name in ("conv_relu_pool.cpp", "relu_pool.cpp"))
+                 for name in ("conv_relu_pool.cpp", "relu_pool.cpp", "small_conv.cpp"))
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 

@@ -5,8 +5,9 @@ function faster on the CPU, and hands them the very same `Parameter` objects: th
 keeps seeing the trained weights, and state dicts have the same names either way (a replaced
 module keeps its index; a module absorbed by its neighbour leaves an `nn.Identity`).
 
-In order: Dense products on oneDNN (`fast.dense`); convolutions with several input channels in
-channels-last memory; 2x2 max pools as strided maxima, absorbing a ReLU in front
+In order: Dense products on oneDNN (`fast.dense`); convolutions with several input channels on
+the compiled few-channel kernel (`fast.small_conv`) where it is faster, else in channels-last
+memory; 2x2 max pools as strided maxima, absorbing a ReLU in front
 (`fast.pooling`); other increasing activations moved after the pool they precede (the pool
 commutes with them: act(max(a, b, c, d)) = max(act(a), ..., act(d)), so they run on a quarter of
 the values); a first Conv2D(1 -> C) (+ ReLU) + pool as one compiled kernel (`fast.fused_conv`);
@@ -21,6 +22,7 @@ from torch import nn
 from mnistlab.fast.dense import Dense, DenseOverCHW
 from mnistlab.fast.fused_conv import ConvReluPool
 from mnistlab.fast.pooling import MaxPool2x2, fast_pool_eligible
+from mnistlab.fast.small_conv import SmallConv2d
 from mnistlab.nn.modules import FlattenHWC
 
 __all__ = ["Conv2dNHWC", "FlattenCHW", "INCREASING_ACTIVATIONS", "rewrite_for_cpu"]
@@ -63,6 +65,8 @@ def _dense(module: nn.Module) -> nn.Module:
 
 
 def _channels_last_conv(module: nn.Module) -> nn.Module:
+    if SmallConv2d.eligible(module):
+        return _share(SmallConv2d.like(module), module)
     if type(module) is nn.Conv2d and module.in_channels > 1:
         conv = Conv2dNHWC(module.in_channels, module.out_channels, module.kernel_size,
                           module.stride, module.padding, module.dilation, module.groups,

@@ -36,6 +36,7 @@ from mnistlab.fast.rewrite import (
     FlattenCHW,
     rewrite_for_cpu,
 )
+from mnistlab.fast.small_conv import SmallConv2d
 from mnistlab.fast.sparse_input import split_autograd_step, split_training_input
 from mnistlab.training.precision import bf16_plan
 from mnistlab.training.steps import (
@@ -77,6 +78,8 @@ def _rewrites(model: nn.Module) -> list[str]:
     kinds = {
         "Dense products on oneDNN": any(isinstance(m, Dense) for m in model.modules()),
         "channels-last convolutions": any(isinstance(m, Conv2dNHWC) for m in model.modules()),
+        "few-channel convolutions on compiled kernels": any(
+            isinstance(m, SmallConv2d) for m in model.modules()),
         "strided 2x2 max pools (ReLU absorbed)": any(isinstance(m, MaxPool2x2)
                                                      for m in model.modules()),
         "max pools before increasing activations": _moves_activations(model),

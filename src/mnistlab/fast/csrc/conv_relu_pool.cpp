@@ -307,9 +307,19 @@ std::vector<at::Tensor> relu_pool_forward(const at::Tensor& x, bool relu);
 at::Tensor relu_pool_backward(const at::Tensor& grad, const at::Tensor& code, int64_t H,
                               int64_t W);
 
+// small_conv.cpp
+at::Tensor small_conv_forward(const at::Tensor& x, const at::Tensor& weight,
+                              const at::Tensor& bias, int64_t pt, int64_t pb, int64_t pl,
+                              int64_t pr);
+std::vector<at::Tensor> small_conv_backward(const at::Tensor& grad, const at::Tensor& x,
+                                            const at::Tensor& weight, int64_t pt, int64_t pb,
+                                            int64_t pl, int64_t pr, bool input_grad);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("forward", &conv_relu_pool_forward, "Conv2D(1 -> C, stride 1) + ReLU (optional) + 2x2 max pool");
   m.def("backward", &conv_relu_pool_backward, "its weight and bias gradients");
   m.def("relu_pool_forward", &relu_pool_forward, "ReLU (optional) + 2x2 max pool, channels-last");
   m.def("relu_pool_backward", &relu_pool_backward, "its input gradient");
+  m.def("small_conv_forward", &small_conv_forward, "Conv2D with few channels, (N, H, W, C) maps");
+  m.def("small_conv_backward", &small_conv_backward, "its input, weight and bias gradients");
 }
