@@ -8,8 +8,8 @@
 // broadcast. Forward: a tile of P output pixels x G output channels stays in registers while every
 // (tap, input channel) is read once. The input gradient is the same kernel over the padded output
 // gradient with the weights flipped and their channels swapped. Weight gradient: for one input
-// channel and one tap row, G output channels x K tap columns accumulate in registers over every
-// pixel of the block (rows stay in the L1 cache between tap rows).
+// channel and one tap row, G output channels x K tap columns accumulate in registers over 4
+// output rows of the block at a time (those rows stay in the L1 cache between tap rows).
 //
 // Work is split into fixed blocks of 16 images; the weight and bias gradients are summed per
 // group of 4 blocks, then over the groups in order, so results do not depend on the number of
@@ -29,8 +29,8 @@ namespace {
 
 constexpr int64_t LANES = 16;  // images per block, one per vector lane
 constexpr int MAX_K = 7;
-constexpr int REGISTERS = 28;
-constexpr int64_t GROUP_BLOCKS = 4;  // blocks whose weight gradients are summed in vectors  // accumulators per tile: 32 vector registers less loads
+constexpr int REGISTERS = 28;       // accumulators per tile: 32 vector registers less loads
+constexpr int64_t GROUP_BLOCKS = 4;  // blocks whose weight gradients are summed in vectors
 
 typedef float v16 __attribute__((vector_size(64)));
 
