@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 import torch
 
 from mnistlab.data.idx import idx_bytes
+from mnistlab.fast.native import NativeKernelWarning, native_kernel
 from mnistlab.rundir.directory import read_history
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -136,3 +138,17 @@ class CtrlCAt:
             import signal
 
             signal.raise_signal(signal.SIGINT)
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    """mnistlab's compiled CPU kernels, or a skip where they cannot be built here."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NativeKernelWarning)
+        try:
+            module = native_kernel()
+        except NativeKernelWarning as exc:  # no compiler on this machine
+            pytest.skip(str(exc))
+    if module is None:
+        pytest.skip("MNISTLAB_NATIVE=0")
+    return module

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
-import warnings
 
 import pytest
 import torch
@@ -32,19 +31,6 @@ def _fused_like(conv: nn.Conv2d, relu: bool = True) -> ConvReluPool:
     fused = ConvReluPool.like(conv, relu=relu)
     fused.load_state_dict(conv.state_dict())
     return fused
-
-
-@pytest.fixture(scope="module")
-def kernel():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", NativeKernelWarning)
-        try:
-            module = native_kernel()
-        except NativeKernelWarning as exc:  # no compiler on this machine
-            pytest.skip(str(exc))
-    if module is None:
-        pytest.skip("MNISTLAB_NATIVE=0")
-    return module
 
 
 def _images(n, h, w, seed):

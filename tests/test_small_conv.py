@@ -6,7 +6,6 @@ measured faster."""
 from __future__ import annotations
 
 import copy
-import warnings
 
 import pytest
 import torch
@@ -15,23 +14,19 @@ from torch import nn
 
 from mnistlab.config.sections import ModelConfig
 from mnistlab.fast import small_conv
-from mnistlab.fast.native import NativeKernelWarning, native_kernel
 from mnistlab.fast.rewrite import Conv2dNHWC, rewrite_for_cpu
 from mnistlab.fast.small_conv import SmallConv2d
 from mnistlab.nn.build import build_model
 
-
-@pytest.fixture(scope="module")
-def kernel():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", NativeKernelWarning)
-        try:
-            module = native_kernel()
-        except NativeKernelWarning as exc:  # no compiler on this machine
-            pytest.skip(str(exc))
-    if module is None:
-        pytest.skip("MNISTLAB_NATIVE=0")
-    return module
+# the lab CNN with doubled filters (benchmarks/models/cnn-18-18-32-d75.toml)
+CNN_18_18_32 = (
+    {"type": "conv2d", "filters": 18, "kernel_size": 5, "padding": "same"},
+    {"type": "maxpool2d", "pool_size": 2},
+    {"type": "conv2d", "filters": 18, "kernel_size": 5, "padding": "same"},
+    {"type": "maxpool2d", "pool_size": 2},
+    {"type": "conv2d", "filters": 32, "kernel_size": 3, "padding": "same"},
+    {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
+    {"type": "dense", "units": 75})
 
 
 def _pair(c_in, c_out, k, padding, bias=True, seed=0):
@@ -141,15 +136,7 @@ def avx512(monkeypatch):
 
 
 def test_the_rewrite_uses_it_only_where_it_was_measured_faster(avx512, monkeypatch):
-    layers = (
-        {"type": "conv2d", "filters": 18, "kernel_size": 5, "padding": "same"},
-        {"type": "maxpool2d", "pool_size": 2},
-        {"type": "conv2d", "filters": 18, "kernel_size": 5, "padding": "same"},
-        {"type": "maxpool2d", "pool_size": 2},
-        {"type": "conv2d", "filters": 32, "kernel_size": 3, "padding": "same"},
-        {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
-        {"type": "dense", "units": 75})
-    stock = build_model(ModelConfig(kind="cnn", layers=layers), (28, 28), 10, seed=0)
+    stock = build_model(ModelConfig(kind="cnn", layers=CNN_18_18_32), (28, 28), 10, seed=0)
     model = rewrite_for_cpu(copy.deepcopy(stock))
     convs = [type(m) for m in model if isinstance(m, nn.Conv2d)]
     assert convs[1:] == [SmallConv2d, SmallConv2d]  # the first is the fused Conv2D + pool
@@ -172,16 +159,8 @@ def test_this_cpu_is_asked_through_pytorch():
 def test_the_18_18_32_cnn_trains_as_the_stock_model(kernel, avx512):
     """The whole rewritten CNN with its few-channel layers: outputs and every parameter's
     gradient as the stock model's."""
-    layers = (
-        {"type": "conv2d", "filters": 18, "kernel_size": 5, "padding": "same"},
-        {"type": "maxpool2d", "pool_size": 2},
-        {"type": "conv2d", "filters": 18, "kernel_size": 5, "padding": "same"},
-        {"type": "maxpool2d", "pool_size": 2},
-        {"type": "conv2d", "filters": 32, "kernel_size": 3, "padding": "same"},
-        {"type": "maxpool2d", "pool_size": 2}, {"type": "flatten"},
-        {"type": "dense", "units": 75})
-    stock = build_model(ModelConfig(kind="cnn", activation="tanh", layers=layers), (28, 28), 10,
-                        seed=1)
+    cfg = ModelConfig(kind="cnn", activation="tanh", layers=CNN_18_18_32)
+    stock = build_model(cfg, (28, 28), 10, seed=1)
     model = rewrite_for_cpu(copy.deepcopy(stock))
     assert sum(isinstance(m, SmallConv2d) for m in model) == 2
     x = torch.rand(50, 28, 28, generator=torch.Generator().manual_seed(9))
